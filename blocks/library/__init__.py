@@ -1,0 +1,1 @@
+"""The standard block library. Every module here is imported by the registry."""

@@ -1,0 +1,308 @@
+"""The Block SDK: what a block is, and the typed contracts the engine and the blocks share.
+
+No Dagster here: blocks run the same inside the reference engine, a region op or a fused op.
+"""
+
+from __future__ import annotations
+
+import inspect
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, ClassVar, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter
+
+
+class BlockDefinitionError(TypeError):
+    """A block class is malformed; raised when its module is imported."""
+
+
+class BlockType(StrEnum):
+    STANDARD = "Standard"
+    INPUT = "Input"
+    OUTPUT = "Output"
+    NOTE = "Note"
+    AGENT = "Agent"
+    AI = "AI"
+
+
+class BlockCategory(StrEnum):
+    BASIC = "BASIC"
+    INPUT = "INPUT"
+    OUTPUT = "OUTPUT"
+    TEXT = "TEXT"
+    LOGIC = "LOGIC"
+    DATA = "DATA"
+    AGENT = "AGENT"
+    AI = "AI"
+    SEARCH = "SEARCH"
+    DEVELOPER_TOOLS = "DEVELOPER_TOOLS"
+
+
+class CostType(StrEnum):
+    RUN = "run"  # a flat amount per execution
+    BYTE = "byte"  # amount per byte of input
+    SECOND = "second"  # amount per second of wall time
+
+
+@dataclass(frozen=True, slots=True)
+class BlockCost:
+    amount: int
+    type: CostType = CostType.RUN
+    # Applies only when this is a subset of the node's input (empty, None and "" compare equal).
+    filter: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialsField:
+    """A block input that takes a credentials *reference*; the value is resolved just before `run`."""
+
+    input_name: str
+    provider: str
+    type: str = "api_key"  # api_key | oauth2 | user_password | host_scoped
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    id: str
+    provider: str
+    type: str
+    secret: SecretStr
+    owner_user_id: str
+    title: str = ""
+
+
+class BlockInput(BaseModel):
+    """Base of every block's Input model. Unknown keys (UI leftovers in exports) are ignored."""
+
+    model_config = ConfigDict(extra="ignore", arbitrary_types_allowed=True)
+
+
+class BlockOutput(BaseModel):
+    """Base of every block's Output model: every block has an `error` pin."""
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    error: str = Field(default="", description="Error message if the block failed")
+
+
+class SubgraphRunner(Protocol):
+    """Runs another stored graph for a sub-agent node and streams its outputs."""
+
+    def __call__(
+        self, graph_id: str, graph_version: int, inputs: Mapping[str, Any], ctx: RunContext
+    ) -> AsyncIterator[tuple[str, Any]]: ...
+
+
+async def _no_subgraphs(
+    graph_id: str, graph_version: int, inputs: Mapping[str, Any], ctx: RunContext
+) -> AsyncIterator[tuple[str, Any]]:
+    raise RuntimeError("this run has no sub-graph runner; AgentExecutor needs one")
+    yield  # pragma: no cover - makes this an async generator
+
+
+@dataclass(slots=True)
+class RunContext:
+    """What a block may know about the execution it runs in. Typed, so no **kwargs travel."""
+
+    user_id: str = "local"
+    graph_id: str = ""
+    graph_version: int = 0
+    run_id: str = ""
+    node_id: str = ""
+    node_exec_id: str = ""
+    credentials: Mapping[str, Credentials] = field(default_factory=dict)
+    run_subgraph: SubgraphRunner = _no_subgraphs
+    # Operator switches a block must obey (e.g. whether private addresses may be called).
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+
+ExpectedOutput = Any  # a literal, a type (isinstance check) or a predicate (value -> bool)
+
+
+@dataclass(frozen=True)
+class BlockSelfTest:
+    """One self-test case: run with `input`, expect exactly `output`, in order.
+
+    `mocks` replaces attributes of the block instance (its I/O helpers) for the duration of the test.
+    """
+
+    input: Mapping[str, Any]
+    output: Sequence[tuple[str, ExpectedOutput]]
+    mocks: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        return str(uuid.UUID(value)) == value.lower()
+    except (ValueError, AttributeError, TypeError):
+        return False
+
+
+class Block:
+    """Base of every block. Subclasses declare class attributes; `run` is an async generator.
+
+    The class is checked when it is defined, so a malformed block fails loudly at import.
+    A class without an `id` is abstract (a shared base for a family of blocks).
+    """
+
+    id: ClassVar[str]
+    name: ClassVar[str]
+    description: ClassVar[str]
+    categories: ClassVar[frozenset[BlockCategory]] = frozenset({BlockCategory.BASIC})
+    Input: ClassVar[type[BlockInput]]
+    Output: ClassVar[type[BlockOutput]]
+    block_type: ClassVar[BlockType] = BlockType.STANDARD
+    # Every link out of a static-output block is static (rule 3).
+    static_output: ClassVar[bool] = False
+    costs: ClassVar[Sequence[BlockCost]] = ()
+    credentials: ClassVar[Sequence[CredentialsField]] = ()
+    self_tests: ClassVar[Sequence[BlockSelfTest]] = ()
+
+    _output_adapters: ClassVar[dict[str, TypeAdapter[Any]]]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "id" not in cls.__dict__:
+            return
+        _check_block_class(cls)
+        cls.name = cls.__dict__.get("name", cls.__name__)
+        cls._output_adapters = {
+            pin: TypeAdapter(f.annotation) for pin, f in cls.Output.model_fields.items()
+        }
+
+    def run(self, input: Any, ctx: RunContext) -> AsyncIterator[tuple[str, Any]]:
+        raise NotImplementedError
+
+    # --- pins -----------------------------------------------------------------------------------
+    # Overridden by blocks whose pins depend on the node (AgentExecutor): the defaults describe the
+    # static Input/Output models.
+    def input_pins(self, input_default: Mapping[str, Any]) -> Mapping[str, str | None]:
+        """Input pin name -> declared JSON type (None when any value is accepted)."""
+        return self._static_input_pins
+
+    def output_pins(self, input_default: Mapping[str, Any]) -> Mapping[str, str | None]:
+        return self._static_output_pins
+
+    def required_inputs(self, input_default: Mapping[str, Any]) -> frozenset[str]:
+        return frozenset(n for n, f in self.Input.model_fields.items() if f.is_required())
+
+    def validate_output(self, pin: str, value: Any) -> Any:
+        """Check a yielded value against the Output model; returns the value to route."""
+        adapter = self._output_adapters.get(pin)
+        if adapter is None:
+            raise ValueError(f"block {self.name} yielded undeclared output pin {pin!r}")
+        return adapter.validate_python(value)
+
+    @property
+    def _static_input_pins(self) -> Mapping[str, str | None]:
+        return _pin_types(self.Input)
+
+    @property
+    def _static_output_pins(self) -> Mapping[str, str | None]:
+        return _pin_types(self.Output)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "description": self.description,
+            "categories": sorted(c.value for c in self.categories),
+            "block_type": self.block_type.value,
+            "static_output": self.static_output,
+            "inputs": {
+                name: {"type": typ, "required": f.is_required()}
+                for (name, typ), f in zip(
+                    _pin_types(self.Input).items(), self.Input.model_fields.values(), strict=True
+                )
+            },
+            "outputs": dict(_pin_types(self.Output)),
+            "costs": [{"amount": c.amount, "type": c.type.value, "filter": dict(c.filter)} for c in self.costs],
+            "credentials": [
+                {"input": c.input_name, "provider": c.provider, "type": c.type} for c in self.credentials
+            ],
+        }
+
+
+_JSON_TYPE_BY_SCHEMA = {
+    "string": "string",
+    "integer": "integer",
+    "number": "number",
+    "boolean": "boolean",
+    "array": "array",
+    "object": "object",
+}
+
+_pin_type_cache: dict[type[BaseModel], dict[str, str | None]] = {}
+
+
+def _pin_types(model: type[BaseModel]) -> dict[str, str | None]:
+    """Pin name -> JSON type of a model's fields (None when it accepts several or any type)."""
+    cached = _pin_type_cache.get(model)
+    if cached is not None:
+        return cached
+    schema = model.model_json_schema()
+    result: dict[str, str | None] = {}
+    for name, prop in schema.get("properties", {}).items():
+        result[name] = schema_json_type(prop, schema.get("$defs", {}))
+    _pin_type_cache[model] = result
+    return result
+
+
+def schema_json_type(prop: Mapping[str, Any], defs: Mapping[str, Any]) -> str | None:
+    """The single JSON type a JSON-schema property admits, ignoring null; None if several or any."""
+    if "$ref" in prop:
+        target = defs.get(str(prop["$ref"]).rsplit("/", 1)[-1], {})
+        return schema_json_type(target, defs)
+    if "enum" in prop and "type" not in prop:
+        kinds = {type(v).__name__ for v in prop["enum"]}
+        return "string" if kinds == {"str"} else None
+    if "anyOf" in prop:
+        kinds = {schema_json_type(p, defs) for p in prop["anyOf"] if p.get("type") != "null"}
+        return kinds.pop() if len(kinds) == 1 else None
+    typ = prop.get("type")
+    if isinstance(typ, str):
+        return _JSON_TYPE_BY_SCHEMA.get(typ)
+    return None
+
+
+def _check_block_class(cls: type[Block]) -> None:
+    where = f"block class {cls.__module__}.{cls.__qualname__}"
+    problems: list[str] = []
+    if not isinstance(cls.__dict__.get("id"), str) or not _is_uuid(cls.id):
+        problems.append(f"id {cls.__dict__.get('id')!r} is not a UUID string")
+    if not isinstance(getattr(cls, "description", None), str) or not cls.description.strip():
+        problems.append("has no description")
+    inp = getattr(cls, "Input", None)
+    out = getattr(cls, "Output", None)
+    if not (isinstance(inp, type) and issubclass(inp, BlockInput)):
+        problems.append("Input is not a BlockInput subclass")
+    if not (isinstance(out, type) and issubclass(out, BlockOutput)):
+        problems.append("Output is not a BlockOutput subclass")
+    if not inspect.isasyncgenfunction(cls.__dict__.get("run", getattr(cls, "run", None))):
+        problems.append("run is not an async generator function (async def run(...): ... yield)")
+    if not all(isinstance(c, BlockCategory) for c in cls.categories):
+        problems.append("categories must be BlockCategory members")
+    if problems:
+        raise BlockDefinitionError(f"{where}: " + "; ".join(problems))
+    input_fields = inp.model_fields  # type: ignore[union-attr]
+    output_fields = out.model_fields  # type: ignore[union-attr]
+    for cost in cls.costs:
+        if not isinstance(cost, BlockCost):
+            problems.append(f"cost {cost!r} is not a BlockCost")
+            continue
+        unknown = set(cost.filter) - set(input_fields)
+        if unknown:
+            problems.append(f"cost filter names unknown input pins {sorted(unknown)}")
+    for cred in cls.credentials:
+        if cred.input_name not in input_fields:
+            problems.append(f"credentials field {cred.input_name!r} is not an input pin")
+    for i, case in enumerate(cls.self_tests):
+        for pin, _ in case.output:
+            if pin not in output_fields:
+                problems.append(f"self-test {i} expects undeclared output pin {pin!r}")
+    if problems:
+        raise BlockDefinitionError(f"{where}: " + "; ".join(problems))

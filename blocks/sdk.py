@@ -12,11 +12,21 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter
+import json
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter, ValidationError
 
 
 class BlockDefinitionError(TypeError):
     """A block class is malformed; raised when its module is imported."""
+
+
+class BlockInputError(ValueError):
+    """A node's merged input does not fit its block's Input model; names every offending pin."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems  # (pin, message)
+        super().__init__("; ".join(f"pin {pin!r}: {msg}" for pin, msg in problems))
 
 
 class BlockType(StrEnum):
@@ -177,6 +187,25 @@ class Block:
     def run(self, input: Any, ctx: RunContext) -> AsyncIterator[tuple[str, Any]]:
         raise NotImplementedError
 
+    def make_input(self, data: Mapping[str, Any]) -> BlockInput:
+        """Validate a node execution's merged input (defaults, pin values, mask) into the Input model.
+
+        Like AutoGPT, values that fail validation are converted to the pin's declared type once
+        (e.g. 3 -> "3" for a text pin, "2.5" -> 2.5 for a number pin) before giving up.
+        """
+        try:
+            return self.Input.model_validate(data)
+        except ValidationError as first:
+            pin_types = _pin_types(self.Input)
+            bad = {str(e["loc"][0]) for e in first.errors() if e["loc"]}
+            converted = dict(data)
+            for pin in bad & converted.keys():
+                converted[pin] = coerce(converted[pin], pin_types.get(pin))
+            try:
+                return self.Input.model_validate(converted)
+            except ValidationError as exc:
+                raise BlockInputError(_describe_validation_error(exc)) from None
+
     # --- pins -----------------------------------------------------------------------------------
     # Overridden by blocks whose pins depend on the node (AgentExecutor): the defaults describe the
     # static Input/Output models.
@@ -300,9 +329,75 @@ def _check_block_class(cls: type[Block]) -> None:
     for cred in cls.credentials:
         if cred.input_name not in input_fields:
             problems.append(f"credentials field {cred.input_name!r} is not an input pin")
+    # Blocks with node-dependent output pins (sub-agents) cannot be checked here.
+    fixed_outputs = cls.output_pins is Block.output_pins
     for i, case in enumerate(cls.self_tests):
-        for pin, _ in case.output:
+        for pin, _ in case.output if fixed_outputs else ():
             if pin not in output_fields:
                 problems.append(f"self-test {i} expects undeclared output pin {pin!r}")
     if problems:
         raise BlockDefinitionError(f"{where}: " + "; ".join(problems))
+
+
+def _describe_validation_error(exc: ValidationError) -> list[tuple[str, str]]:
+    problems = []
+    for err in exc.errors(include_url=False):
+        loc = err.get("loc") or ("<input>",)
+        pin = str(loc[0]) + "".join(f"[{part!r}]" for part in loc[1:])
+        got = err.get("input")
+        shown = repr(got) if len(repr(got)) <= 60 else repr(got)[:57] + "..."
+        message = err["msg"] if err["type"] == "missing" else f"{err['msg']} (got {shown})"
+        problems.append((pin, message))
+    return problems
+
+
+_TRUE_WORDS = frozenset({"true", "yes", "1", "on", "y"})
+_FALSE_WORDS = frozenset({"false", "no", "0", "off", "n", ""})
+
+
+def coerce(value: Any, json_type: str | None) -> Any:
+    """Best-effort conversion of a value to a JSON type (AutoGPT backend/util/type.py `convert`).
+
+    Returns the value unchanged when it cannot be converted, so the caller's validation reports it.
+    """
+    try:
+        if json_type == "string":
+            if isinstance(value, str):
+                return value
+            return json.dumps(value) if isinstance(value, dict | list | tuple) else str(value)
+        if json_type in ("integer", "number"):
+            if isinstance(value, str):
+                number = float(value.strip())
+            elif isinstance(value, bool | int | float):
+                number = float(value)
+            else:
+                return value
+            return int(number) if json_type == "integer" and number.is_integer() else number
+        if json_type == "boolean":
+            if isinstance(value, str) and value.strip().lower() in _TRUE_WORDS | _FALSE_WORDS:
+                return value.strip().lower() in _TRUE_WORDS
+            if isinstance(value, int | float):
+                return bool(value)
+            return value
+        if json_type == "array":
+            if isinstance(value, str):
+                try:
+                    parsed = json.loads(value)
+                except json.JSONDecodeError:
+                    return [value]
+                return parsed if isinstance(parsed, list) else [parsed]
+            if isinstance(value, dict):
+                return list(value.values())
+            if isinstance(value, tuple | set):
+                return list(value)
+            return [value]
+        if json_type == "object":
+            if isinstance(value, str):
+                parsed = json.loads(value)
+                return parsed if isinstance(parsed, dict) else value
+            if isinstance(value, list):
+                return dict(enumerate(value))
+            return value
+    except (ValueError, TypeError, OverflowError):
+        return value
+    return value

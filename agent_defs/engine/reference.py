@@ -1,0 +1,618 @@
+"""The reference engine: runs an agent graph by the rules of DESIGN.md, "Execution semantics".
+
+It is the executable definition of those rules; compiled Dagster jobs must agree with it. The rule
+numbers below refer to that page. One run is one asyncio task driving node executions (each its own
+task, at most `node_concurrency` at once); routing happens as each value is yielded (streaming).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+from agent_defs.engine import dynamic_pins
+from agent_defs.engine.costs import block_usage_cost, matching_cost
+from agent_defs.graph.model import Graph, Link, Node
+from blocks import REGISTRY, Block, BlockRegistry, BlockType, CostType, RunContext
+from blocks.sdk import BlockInputError
+
+
+class RunStatus(StrEnum):
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    TERMINATED = "TERMINATED"
+
+
+class ExecStatus(StrEnum):
+    INCOMPLETE = "INCOMPLETE"
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    TERMINATED = "TERMINATED"
+
+
+class RunStoppedError(Exception):
+    """Errors that stop the whole run as FAILED (rule 6) rather than failing one node."""
+
+
+class InsufficientBalanceError(RunStoppedError):
+    pass
+
+
+class ModerationError(RunStoppedError):
+    pass
+
+
+class ExecutionCapError(RunStoppedError):
+    pass
+
+
+@dataclass(slots=True)
+class NodeExecution:
+    id: str
+    node_id: str
+    block_id: str
+    block_name: str
+    inputs: dict[str, Any] = field(default_factory=dict)  # values that arrived on linked pins
+    status: ExecStatus = ExecStatus.INCOMPLETE
+    input_data: dict[str, Any] | None = None  # the merged input it ran with
+    outputs: list[tuple[str, Any]] = field(default_factory=list)
+    error: str | None = None
+    started_at: float = 0.0
+    ended_at: float = 0.0
+    input_size: int = 0
+    output_size: int = 0
+    cost: int = 0
+    validated: Any = field(default=None, repr=False)  # the block's Input model, set when ready
+
+    @property
+    def walltime(self) -> float:
+        return max(0.0, self.ended_at - self.started_at)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "node_id": self.node_id,
+            "block": self.block_name,
+            "status": self.status.value,
+            "walltime": round(self.walltime, 6),
+            "input_size": self.input_size,
+            "output_size": self.output_size,
+            "cost": self.cost,
+            "error": self.error,
+        }
+
+
+@dataclass(slots=True)
+class SkippedExecution:
+    """All linked pins arrived but the merged input did not validate: AutoGPT leaves these unrun."""
+
+    node_id: str
+    block_name: str
+    reason: str
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    graph_id: str
+    graph_version: int
+    status: RunStatus = RunStatus.COMPLETED
+    outputs: dict[str, list[Any]] = field(default_factory=dict)
+    executions: list[NodeExecution] = field(default_factory=list)
+    skipped: list[SkippedExecution] = field(default_factory=list)
+    error: str | None = None
+    started_at: float = 0.0
+    ended_at: float = 0.0
+
+    @property
+    def node_error_count(self) -> int:
+        return sum(1 for e in self.executions if e.status is ExecStatus.FAILED)
+
+    @property
+    def cost(self) -> int:
+        return sum(e.cost for e in self.executions)
+
+    def execution_counts(self) -> dict[str, int]:
+        """Node id -> number of executions that ran (completed or failed)."""
+        counts: dict[str, int] = {}
+        for e in self.executions:
+            if e.status in (ExecStatus.COMPLETED, ExecStatus.FAILED):
+                counts[e.node_id] = counts.get(e.node_id, 0) + 1
+        return counts
+
+    def failed_nodes(self) -> dict[str, int]:
+        failed: dict[str, int] = {}
+        for e in self.executions:
+            if e.status is ExecStatus.FAILED:
+                failed[e.node_id] = failed.get(e.node_id, 0) + 1
+        return failed
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "graph_id": self.graph_id,
+            "graph_version": self.graph_version,
+            "status": self.status.value,
+            "error": self.error,
+            "outputs": self.outputs,
+            "node_execution_counts": self.execution_counts(),
+            "node_error_count": self.node_error_count,
+            "failed_nodes": self.failed_nodes(),
+            "skipped": [
+                {"node_id": s.node_id, "block": s.block_name, "reason": s.reason} for s in self.skipped
+            ],
+            "cost": self.cost,
+            "walltime": round(max(0.0, self.ended_at - self.started_at), 6),
+            "node_executions": [e.summary() for e in self.executions],
+        }
+
+
+class ExecutionObserver(Protocol):
+    """Hooks around node executions, e.g. to log them as Dagster events, charge credits or publish.
+
+    `before_node` may raise RunStoppedError (insufficient balance) to stop the run as FAILED.
+    """
+
+    def before_node(self, execution: NodeExecution, block: Block) -> None: ...
+
+    def on_output(self, execution: NodeExecution, pin: str, value: Any) -> None: ...
+
+    def after_node(self, execution: NodeExecution, block: Block) -> None: ...
+
+
+class _NoObserver:
+    def before_node(self, execution: NodeExecution, block: Block) -> None:
+        pass
+
+    def on_output(self, execution: NodeExecution, pin: str, value: Any) -> None:
+        pass
+
+    def after_node(self, execution: NodeExecution, block: Block) -> None:
+        pass
+
+
+class GraphResolver(Protocol):
+    """Finds the graph an AgentExecutor node runs (pinned by version)."""
+
+    def __call__(self, parent: Graph, graph_id: str, version: int, pins: frozenset[str]) -> Graph | None: ...
+
+
+def resolve_from_sub_graphs(parent: Graph, graph_id: str, version: int, pins: frozenset[str]) -> Graph | None:
+    return parent.find_sub_graph(graph_id, version, pins=pins)
+
+
+@dataclass(frozen=True, slots=True)
+class EngineLimits:
+    max_node_executions: int = 100_000  # per run, sub-agent runs counted separately
+    node_concurrency: int = 8
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    run_id: str = "run"
+    user_id: str = "local"
+    input_masks: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+
+class RunControl:
+    """Cancels a run from any thread: running node tasks are cancelled, queued ones TERMINATED."""
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[Any] | None = None
+        self.cancelled = False
+        self.reason = ""
+
+    def _attach(self, task: asyncio.Task[Any]) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._task = task
+        if self.cancelled:
+            task.cancel()
+
+    def cancel(self, reason: str = "cancelled") -> None:
+        self.cancelled = True
+        self.reason = reason
+        if self._loop is not None and self._task is not None:
+            self._loop.call_soon_threadsafe(self._task.cancel)
+
+
+def _size(value: Any) -> int:
+    try:
+        return len(json.dumps(value, default=str))
+    except (TypeError, ValueError):
+        return len(str(value))
+
+
+@dataclass(slots=True)
+class _NodePlan:
+    """What the engine precomputes per node, so the hot path does dict look-ups only."""
+
+    node: Node
+    block: Block
+    linked_pins: frozenset[str]
+    static_pins: frozenset[str]
+    links_by_pin: dict[str, list[tuple[Link, bool]]]  # exact source pin -> (link, is static)
+    dynamic_links: list[tuple[Link, bool]]  # links whose source pin has a dynamic suffix
+    has_dynamic_inputs: bool
+    is_input: bool
+    is_output: bool
+
+
+def plan_graph(graph: Graph, registry: BlockRegistry) -> dict[str, _NodePlan]:
+    """Per-node routing tables. Nodes with unknown blocks and Note nodes are left out (never run)."""
+    blocks = {n.id: registry.get(n.block_id) for n in graph.nodes}
+    plans: dict[str, _NodePlan] = {}
+    inbound: dict[str, list[Link]] = {}
+    outbound: dict[str, list[Link]] = {}
+    for link in graph.links:
+        inbound.setdefault(link.sink_id, []).append(link)
+        outbound.setdefault(link.source_id, []).append(link)
+    for node in graph.nodes:
+        block = blocks[node.id]
+        if block is None or block.block_type is BlockType.NOTE:
+            continue
+        links_in = [lk for lk in inbound.get(node.id, []) if lk.source_id in blocks]
+        static = {
+            lk.sink_name
+            for lk in links_in
+            if lk.is_static or ((src := blocks.get(lk.source_id)) is not None and src.static_output)
+        }
+        by_pin: dict[str, list[tuple[Link, bool]]] = {}
+        dynamic: list[tuple[Link, bool]] = []
+        for lk in outbound.get(node.id, []):
+            if blocks.get(lk.sink_id) is None:
+                continue
+            # Links out of a static-output block are forced static (AutoGPT does the same).
+            entry = (lk, lk.is_static or block.static_output)
+            if dynamic_pins.is_dynamic(lk.source_name):
+                dynamic.append(entry)
+            else:
+                by_pin.setdefault(lk.source_name, []).append(entry)
+        plans[node.id] = _NodePlan(
+            node=node,
+            block=block,
+            linked_pins=frozenset(lk.sink_name for lk in links_in),
+            static_pins=frozenset(static),
+            links_by_pin=by_pin,
+            dynamic_links=dynamic,
+            has_dynamic_inputs=any(dynamic_pins.is_dynamic(k) for k in node.input_default)
+            or any(dynamic_pins.is_dynamic(lk.sink_name) for lk in links_in),
+            is_input=block.block_type is BlockType.INPUT,
+            is_output=block.block_type is BlockType.OUTPUT,
+        )
+    return plans
+
+
+class ReferenceEngine:
+    def __init__(
+        self,
+        registry: BlockRegistry = REGISTRY,
+        limits: EngineLimits = EngineLimits(),
+        resolve_graph: GraphResolver = resolve_from_sub_graphs,
+        observer_factory: Callable[[Graph, RunOptions], ExecutionObserver] | None = None,
+    ) -> None:
+        self.registry = registry
+        self.limits = limits
+        self.resolve_graph = resolve_graph
+        self.observer_factory = observer_factory
+
+    def run_sync(
+        self,
+        graph: Graph,
+        inputs: Mapping[str, Any] | None = None,
+        options: RunOptions = RunOptions(),
+        control: RunControl | None = None,
+    ) -> RunResult:
+        return asyncio.run(self.run(graph, inputs or {}, options, control))
+
+    async def run(
+        self,
+        graph: Graph,
+        inputs: Mapping[str, Any],
+        options: RunOptions = RunOptions(),
+        control: RunControl | None = None,
+    ) -> RunResult:
+        """Run a whole graph to the end; a cancelled run returns TERMINATED instead of raising."""
+        run = _Run(self, graph, inputs, options, root=graph)
+        task = asyncio.create_task(run.drive())
+        if control is not None:
+            control._attach(task)
+        try:
+            return await task
+        except asyncio.CancelledError:
+            if control is not None and control.cancelled and task.cancelled():
+                run.result.status = RunStatus.TERMINATED
+                run.result.error = control.reason
+                return run.result
+            raise
+
+    def observer_for(self, graph: Graph, options: RunOptions) -> ExecutionObserver:
+        return self.observer_factory(graph, options) if self.observer_factory else _NoObserver()
+
+
+class _Run:
+    def __init__(
+        self,
+        engine: ReferenceEngine,
+        graph: Graph,
+        inputs: Mapping[str, Any],
+        options: RunOptions,
+        root: Graph,
+        on_graph_output: Callable[[str, Any], None] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.graph = graph
+        self.root = root
+        self.inputs = inputs
+        self.options = options
+        self.plans = plan_graph(graph, engine.registry)
+        self.static_values: dict[str, dict[str, Any]] = {}
+        self.waiting: dict[str, list[NodeExecution]] = {}
+        self.ready: deque[NodeExecution] = deque()
+        self.running: set[asyncio.Task[None]] = set()
+        self.wakeup = asyncio.Event()
+        self.seq = 0
+        self.observer = engine.observer_for(graph, options)
+        self.on_graph_output = on_graph_output
+        self.stop_error: RunStoppedError | None = None
+        self.result = RunResult(run_id=options.run_id, graph_id=graph.id, graph_version=graph.version)
+        self.limit = engine.limits.node_concurrency
+        self.cap = engine.limits.max_node_executions
+
+    # --- driving ----------------------------------------------------------------------------------
+    async def drive(self) -> RunResult:
+        self.result.started_at = time.time()
+        try:
+            self._start_nodes()
+            while self.stop_error is None:
+                while self.ready and len(self.running) < self.limit:
+                    self._launch(self.ready.popleft())
+                if not self.running:
+                    break
+                self.wakeup.clear()
+                await self.wakeup.wait()
+            if self.stop_error is not None:
+                await self._stop(ExecStatus.TERMINATED)
+                self.result.status = RunStatus.FAILED
+                self.result.error = str(self.stop_error)
+        except asyncio.CancelledError:
+            await self._stop(ExecStatus.TERMINATED)
+            self.result.status = RunStatus.TERMINATED
+            self.result.ended_at = time.time()
+            raise
+        self.result.ended_at = time.time()
+        return self.result
+
+    async def _stop(self, status: ExecStatus) -> None:
+        for task in list(self.running):
+            task.cancel()
+        if self.running:
+            await asyncio.gather(*self.running, return_exceptions=True)
+        for ex in self.ready:
+            ex.status = status
+            self.result.executions.append(ex)
+        self.ready.clear()
+
+    def _launch(self, ex: NodeExecution) -> None:
+        task = asyncio.create_task(self._execute(ex))
+        self.running.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self.running.discard(task)
+        self.wakeup.set()
+
+    def _start_nodes(self) -> None:
+        """Rule 1 and 8: nodes with no input links start at once; input nodes get the graph inputs."""
+        masks = self.options.input_masks
+        for node_id, plan in self.plans.items():
+            if plan.is_input:
+                values: dict[str, Any] = {}
+                name = plan.node.input_default.get("name")
+                if isinstance(name, str) and name in self.inputs:
+                    values["value"] = self.inputs[name]
+            elif not plan.linked_pins:
+                values = {}
+            else:
+                continue
+            ex = self._new_execution(plan)
+            ex.inputs = values
+            self._make_ready(plan, ex, masks.get(node_id))
+
+    # --- rules 2 and 3: arrival of values -----------------------------------------------------------
+    def _new_execution(self, plan: _NodePlan) -> NodeExecution:
+        self.seq += 1
+        return NodeExecution(
+            id=f"{self.options.run_id}:{self.seq}",
+            node_id=plan.node.id,
+            block_id=plan.node.block_id,
+            block_name=plan.block.name,
+        )
+
+    def _deliver(self, link: Link, value: Any, is_static: bool) -> None:
+        sink = link.sink_id
+        plan = self.plans[sink]
+        pin = link.sink_name
+        statics = self.static_values.setdefault(sink, {}) if plan.static_pins else None
+        if is_static and statics is not None:
+            statics[pin] = value
+        waiting = self.waiting.setdefault(sink, [])
+        target = next((ex for ex in waiting if pin not in ex.inputs), None)
+        if target is None:
+            target = self._new_execution(plan)
+            waiting.append(target)
+        target.inputs[pin] = value
+        mask = self.options.input_masks.get(sink)
+        if statics:
+            self._fill_static(plan, target, statics)
+        self._check(plan, target, mask)
+        if is_static:
+            for other in list(waiting):
+                if other is not target:
+                    self._fill_static(plan, other, statics or {})
+                    self._check(plan, other, mask)
+
+    @staticmethod
+    def _fill_static(plan: _NodePlan, ex: NodeExecution, statics: Mapping[str, Any]) -> None:
+        for pin in plan.static_pins:
+            if pin not in ex.inputs and pin in statics:
+                ex.inputs[pin] = statics[pin]
+
+    def _check(self, plan: _NodePlan, ex: NodeExecution, mask: Mapping[str, Any] | None) -> None:
+        if not plan.linked_pins.issubset(ex.inputs):
+            return
+        self.waiting[plan.node.id].remove(ex)
+        self._make_ready(plan, ex, mask)
+
+    def _make_ready(self, plan: _NodePlan, ex: NodeExecution, mask: Mapping[str, Any] | None) -> None:
+        data = {**plan.node.input_default, **ex.inputs}
+        if mask:
+            data.update(mask)
+        if plan.has_dynamic_inputs:
+            data = dynamic_pins.merge(data)
+        ex.input_data = data
+        try:
+            ex.validated = plan.block.make_input(data)
+        except BlockInputError as exc:
+            self.result.skipped.append(SkippedExecution(plan.node.id, plan.block.name, str(exc)))
+            return
+        ex.status = ExecStatus.QUEUED
+        self.ready.append(ex)
+
+    # --- rule 4 and 6: running a node ---------------------------------------------------------------
+    async def _execute(self, ex: NodeExecution) -> None:
+        plan = self.plans[ex.node_id]
+        block = plan.block
+        assert ex.input_data is not None
+        model, data = ex.validated, ex.input_data
+        ex.validated = None
+        self.result.executions.append(ex)
+        if len(self.result.executions) > self.cap:
+            ex.status = ExecStatus.TERMINATED
+            self._stop_run(
+                ExecutionCapError(
+                    f"{self.graph.ref}: stopped after {self.cap} node executions "
+                    "(the per-run cap; is a loop not terminating?)"
+                )
+            )
+            return
+        ex.status = ExecStatus.RUNNING
+        ex.started_at = time.time()
+        ex.input_size = _size(data)
+        ctx = RunContext(
+            user_id=self.options.user_id,
+            graph_id=self.graph.id,
+            graph_version=self.graph.version,
+            run_id=self.options.run_id,
+            node_id=ex.node_id,
+            node_exec_id=ex.id,
+            run_subgraph=self._run_subgraph,
+            settings=self.options.settings,
+        )
+        try:
+            self.observer.before_node(ex, block)
+            async for pin, value in block.run(model, ctx):
+                value = block.validate_output(pin, value)
+                ex.outputs.append((pin, value))
+                ex.output_size += _size(value)
+                if pin == "error":
+                    ex.error = str(value)
+                if plan.is_output and pin == "output":
+                    self._record_output(data.get("name"), value)
+                self.observer.on_output(ex, pin, value)
+                self._route(plan, pin, value)
+        except asyncio.CancelledError:
+            ex.status = ExecStatus.TERMINATED
+            ex.ended_at = time.time()
+            raise
+        except RunStoppedError as exc:
+            ex.error = str(exc)
+            ex.status = ExecStatus.FAILED
+            ex.ended_at = time.time()
+            self._stop_run(exc)
+            return
+        except Exception as exc:
+            ex.error = str(exc) or type(exc).__name__
+            ex.outputs.append(("error", ex.error))
+            self.observer.on_output(ex, "error", ex.error)
+            self._route(plan, "error", ex.error)
+        ex.ended_at = time.time()
+        ex.status = ExecStatus.FAILED if ex.error is not None else ExecStatus.COMPLETED
+        cost = matching_cost(block, data)
+        if cost is not None:
+            ex.cost = (
+                cost.amount
+                if cost.type is CostType.RUN
+                else block_usage_cost(block, data, ex.input_size + ex.output_size, ex.walltime)
+            )
+        self.observer.after_node(ex, block)
+
+    def _stop_run(self, error: RunStoppedError) -> None:
+        if self.stop_error is None:
+            self.stop_error = error
+        self.wakeup.set()
+
+    def _record_output(self, name: Any, value: Any) -> None:
+        key = str(name)
+        self.result.outputs.setdefault(key, []).append(value)
+        if self.on_graph_output is not None:
+            self.on_graph_output(key, value)
+
+    def _route(self, plan: _NodePlan, pin: str, value: Any) -> None:
+        """Rule 4 and 5: every yield fires the links from that pin at once."""
+        for link, is_static in plan.links_by_pin.get(pin, ()):
+            self._deliver(link, value, is_static)
+        for link, is_static in plan.dynamic_links:
+            part = dynamic_pins.extract(pin, value, link.source_name)
+            if part is not dynamic_pins.NOTHING:
+                self._deliver(link, part, is_static)
+
+    # --- rule 9: sub-agents -----------------------------------------------------------------------
+    async def _run_subgraph(
+        self, graph_id: str, graph_version: int, inputs: Mapping[str, Any], ctx: RunContext
+    ) -> AsyncIterator[tuple[str, Any]]:
+        pins = frozenset(inputs)
+        child_graph = self.engine.resolve_graph(self.root, graph_id, graph_version, pins)
+        if child_graph is None:
+            raise ValueError(
+                f"sub-agent graph {graph_id} v{graph_version} is not stored with {self.root.ref}"
+            )
+        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        child = _Run(
+            self.engine,
+            child_graph,
+            inputs,
+            RunOptions(
+                run_id=f"{ctx.node_exec_id}/sub", user_id=self.options.user_id, settings=self.options.settings
+            ),
+            root=self.root,
+            on_graph_output=lambda name, value: queue.put_nowait((name, value)),
+        )
+        task = asyncio.create_task(child.drive())
+        try:
+            while True:
+                getter = asyncio.ensure_future(queue.get())
+                done, _ = await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
+                if getter in done:
+                    yield getter.result()
+                    continue
+                getter.cancel()
+                while not queue.empty():
+                    yield queue.get_nowait()
+                break
+            result = task.result()
+            if result.status is not RunStatus.COMPLETED:
+                raise RuntimeError(f"sub-agent {child_graph.ref} {result.status.value}: {result.error}")
+        finally:
+            if not task.done():  # the parent was cancelled: stop the child first
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)

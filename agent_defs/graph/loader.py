@@ -1,0 +1,151 @@
+"""Reading AutoGPT exports (current and old template format) into the graph model.
+
+Every structural problem is collected, so one read reports all of them, each naming where it is.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from agent_defs.graph.model import Graph, GraphProblem, Link, Node
+
+_GRAPH_KEYS = {"id", "version", "name", "description", "nodes", "links", "sub_graphs", "subgraphs"}
+
+
+class GraphLoadError(ValueError):
+    def __init__(self, problems: list[GraphProblem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+def load_graph_file(path: Path) -> Graph:
+    """Read one export file. Raises GraphLoadError naming the file for unreadable or malformed JSON."""
+    where = f"file {path}"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise GraphLoadError([GraphProblem(where, f"cannot be read: {exc}")]) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise GraphLoadError(
+            [GraphProblem(where, f"is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")]
+        ) from None
+    return parse_graph(data, source=where)
+
+
+def parse_graph(data: Any, source: str = "graph") -> Graph:
+    problems: list[GraphProblem] = []
+    graph = _parse_graph(data, source, problems)
+    if problems or graph is None:
+        raise GraphLoadError(problems)
+    return graph
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _parse_graph(data: Any, source: str, problems: list[GraphProblem]) -> Graph | None:
+    if not isinstance(data, Mapping):
+        problems.append(GraphProblem(source, f"must be a JSON object, got {type(data).__name__}"))
+        return None
+    name = data.get("name") if isinstance(data.get("name"), str) else ""
+    graph_id = _text(data.get("id"))
+    where = f"graph {name!r}" if name else source
+    if graph_id is None:
+        problems.append(GraphProblem(where, "has no string 'id'"))
+        graph_id = "?"
+    version = data.get("version", 1)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        problems.append(GraphProblem(where, f"'version' must be a positive integer, got {version!r}"))
+        version = 1
+    where = f"graph {name or graph_id!r} ({graph_id} v{version})"
+
+    raw_nodes = data.get("nodes")
+    if not isinstance(raw_nodes, list):
+        problems.append(GraphProblem(where, "'nodes' must be a list"))
+        raw_nodes = []
+    nodes = [n for i, raw in enumerate(raw_nodes) if (n := _parse_node(raw, i, where, problems))]
+
+    raw_links = data.get("links")
+    if raw_links is None:
+        # Some exports carry links only inline on the nodes (input_links / output_links).
+        inline: dict[str, Any] = {}
+        for raw in raw_nodes:
+            if isinstance(raw, Mapping):
+                for key in ("input_links", "output_links"):
+                    for link in raw.get(key) or []:
+                        if isinstance(link, Mapping):
+                            inline[str(link.get("id") or len(inline))] = link
+        raw_links = list(inline.values())
+    if not isinstance(raw_links, list):
+        problems.append(GraphProblem(where, "'links' must be a list"))
+        raw_links = []
+    links = [lk for i, raw in enumerate(raw_links) if (lk := _parse_link(raw, i, where, problems))]
+
+    raw_subs = data.get("sub_graphs", data.get("subgraphs")) or []
+    if isinstance(raw_subs, Mapping):  # the old template format stores {} here
+        raw_subs = list(raw_subs.values())
+    if not isinstance(raw_subs, list):
+        problems.append(GraphProblem(where, "'sub_graphs' must be a list"))
+        raw_subs = []
+    subs = [
+        s for i, raw in enumerate(raw_subs) if (s := _parse_graph(raw, f"{where} sub-graph {i}", problems))
+    ]
+    description = data.get("description")
+    return Graph(
+        id=graph_id,
+        version=version,
+        name=name or graph_id,
+        description=description if isinstance(description, str) else "",
+        nodes=tuple(nodes),
+        links=tuple(links),
+        sub_graphs=tuple(subs),
+        extra={k: v for k, v in data.items() if k not in _GRAPH_KEYS},
+    )
+
+
+def _parse_node(raw: Any, index: int, where: str, problems: list[GraphProblem]) -> Node | None:
+    if not isinstance(raw, Mapping):
+        problems.append(GraphProblem(where, f"must be an object, got {type(raw).__name__}", node=f"#{index}"))
+        return None
+    node_id = _text(raw.get("id"))
+    label = node_id or f"#{index}"
+    block_id = _text(raw.get("block_id"))
+    if node_id is None:
+        problems.append(GraphProblem(where, "has no string 'id'", node=label))
+    if block_id is None:
+        problems.append(GraphProblem(where, "has no string 'block_id'", node=label))
+    input_default = raw.get("input_default") or {}
+    if not isinstance(input_default, Mapping):
+        problems.append(GraphProblem(where, "'input_default' must be an object", node=label))
+        input_default = {}
+    metadata = raw.get("metadata") or {}
+    if not isinstance(metadata, Mapping):
+        metadata = {}
+    if node_id is None or block_id is None:
+        return None
+    return Node(id=node_id, block_id=block_id, input_default=dict(input_default), metadata=dict(metadata))
+
+
+def _parse_link(raw: Any, index: int, where: str, problems: list[GraphProblem]) -> Link | None:
+    if not isinstance(raw, Mapping):
+        problems.append(GraphProblem(where, f"link #{index} must be an object, got {type(raw).__name__}"))
+        return None
+    fields = {}
+    missing = []
+    for key in ("source_id", "source_name", "sink_id", "sink_name"):
+        value = _text(raw.get(key))
+        if value is None:
+            missing.append(key)
+        fields[key] = value or ""
+    link_id = _text(raw.get("id")) or f"link-{index}"
+    if missing:
+        problems.append(GraphProblem(where, f"link {link_id} has no string {', '.join(map(repr, missing))}"))
+        return None
+    is_static = raw.get("is_static", False)
+    return Link(id=link_id, is_static=bool(is_static), **fields)

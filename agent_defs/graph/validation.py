@@ -1,0 +1,169 @@
+"""Graph validation: every problem at once, each naming graph, node and pin."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable
+from functools import cache
+
+from agent_defs.graph.model import Graph, GraphProblem, Node, base_pin
+from agent_defs.paths import shared_dir
+from blocks import REGISTRY, BlockRegistry, BlockType
+
+# Pin types that no runtime conversion can bridge (anything converts to text; text may parse).
+_SCALARS = frozenset({"integer", "number", "boolean"})
+_CONTAINERS = frozenset({"array", "object"})
+
+SubGraphLookup = Callable[[Graph, Node], Graph | None]
+
+
+@cache
+def autogpt_block_names() -> dict[str, str]:
+    """AutoGPT block id -> class name, from ../shared/autogpt-agents/_block_ids.json when present."""
+    path = shared_dir() / "autogpt-agents" / "_block_ids.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def node_ref(node: Node, registry: BlockRegistry = REGISTRY) -> str:
+    block = registry.get(node.block_id)
+    what = node.label or (block.name if block else node.block_id)
+    return f"{node.id} ({what})"
+
+
+def types_conflict(source: str | None, sink: str | None) -> bool:
+    if source is None or sink is None:
+        return False
+    return (source in _CONTAINERS and sink in _SCALARS) or (source in _SCALARS and sink in _CONTAINERS)
+
+
+def sub_graph_of(graph: Graph, node: Node) -> Graph | None:
+    """The sub-graph an AgentExecutor node runs, looked up among the graph's own sub-graphs."""
+    data = node.input_default
+    version = data.get("graph_version")
+    if not isinstance(version, int):
+        return None
+    pins = frozenset(_schema_names(data.get("input_schema"))) | frozenset(
+        _schema_names(data.get("output_schema"))
+    )
+    return graph.find_sub_graph(str(data.get("graph_id", "")), version, node.label, pins)
+
+
+def _schema_names(schema: object) -> list[str]:
+    if isinstance(schema, dict) and isinstance(schema.get("properties"), dict):
+        return [str(k) for k in schema["properties"]]
+    return []
+
+
+def validate_graph(
+    graph: Graph,
+    registry: BlockRegistry = REGISTRY,
+    find_sub_graph: SubGraphLookup = sub_graph_of,
+    root: Graph | None = None,
+) -> list[GraphProblem]:
+    root = root or graph
+    where = graph.ref
+    problems: list[GraphProblem] = []
+
+    for node_id, count in Counter(n.id for n in graph.nodes).items():
+        if count > 1:
+            problems.append(GraphProblem(where, f"node id is used by {count} nodes", node=node_id))
+
+    nodes = graph.nodes_by_id
+    known_autogpt = autogpt_block_names()
+    for node in graph.nodes:
+        block = registry.get(node.block_id)
+        if block is None:
+            autogpt_name = known_autogpt.get(node.block_id)
+            message = (
+                f"block {node.block_id} is AutoGPT's {autogpt_name}, which is not supported here"
+                if autogpt_name
+                else f"unknown block id {node.block_id}"
+            )
+            problems.append(GraphProblem(where, message, node=node.id))
+            continue
+        if block.block_type is BlockType.AGENT and find_sub_graph(root, node) is None:
+            data = node.input_default
+            problems.append(
+                GraphProblem(
+                    where,
+                    f"sub-agent graph {data.get('graph_id')} v{data.get('graph_version')} is not stored "
+                    "with this graph",
+                    node=node_ref(node, registry),
+                )
+            )
+
+    linked: dict[str, set[str]] = {}
+    for link in graph.links:
+        src, dst = nodes.get(link.source_id), nodes.get(link.sink_id)
+        label = f"link {link.id}"
+        if src is None:
+            problems.append(GraphProblem(where, f"{label} comes from missing node {link.source_id}"))
+        if dst is None:
+            problems.append(GraphProblem(where, f"{label} goes to missing node {link.sink_id}"))
+        if src is None or dst is None:
+            continue
+        src_block, dst_block = registry.get(src.block_id), registry.get(dst.block_id)
+        src_type = dst_type = None
+        if src_block is not None:
+            out_pins = src_block.output_pins(src.input_default)
+            if link.source_name not in out_pins and base_pin(link.source_name) not in out_pins:
+                problems.append(
+                    GraphProblem(
+                        where,
+                        f"{label}: {src_block.name} has no output pin {base_pin(link.source_name)!r}",
+                        node=node_ref(src, registry),
+                        pin=link.source_name,
+                    )
+                )
+            src_type = out_pins.get(link.source_name)
+        if dst_block is not None:
+            in_pins = dst_block.input_pins(dst.input_default)
+            pin = base_pin(link.sink_name)
+            if link.sink_name not in in_pins and pin not in in_pins:
+                problems.append(
+                    GraphProblem(
+                        where,
+                        f"{label}: {dst_block.name} has no input pin {pin!r}",
+                        node=node_ref(dst, registry),
+                        pin=link.sink_name,
+                    )
+                )
+            dst_type = in_pins.get(link.sink_name)
+        linked.setdefault(dst.id, set()).add(base_pin(link.sink_name))
+        if types_conflict(src_type, dst_type):
+            problems.append(
+                GraphProblem(
+                    where,
+                    f"{label}: output {link.source_name!r} of {node_ref(src, registry)} is {src_type}, "
+                    f"but input {link.sink_name!r} takes {dst_type}",
+                    node=node_ref(dst, registry),
+                    pin=link.sink_name,
+                )
+            )
+
+    for node in graph.nodes:
+        block = registry.get(node.block_id)
+        if block is None or block.block_type is BlockType.NOTE:
+            continue
+        given = {base_pin(k) for k, v in node.input_default.items() if v is not None}
+        given |= linked.get(node.id, set())
+        if block.block_type is BlockType.INPUT:
+            given.add("value")  # the graph input provides it
+        for pin in sorted(block.required_inputs(node.input_default) - given):
+            problems.append(
+                GraphProblem(
+                    where,
+                    "required input has no default, no link and no graph input",
+                    node=node_ref(node, registry),
+                    pin=pin,
+                )
+            )
+
+    for sub in graph.sub_graphs:
+        problems.extend(validate_graph(sub, registry, find_sub_graph, root))
+    return problems

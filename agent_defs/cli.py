@@ -135,7 +135,9 @@ def cmd_blocks(args: argparse.Namespace) -> int:
         print(json.dumps(described, indent=2))
         return EXIT_OK
     for info in described:
-        ins = ", ".join(f"{n}: {v['type'] or 'any'}{'' if v['required'] else '?'}" for n, v in info["inputs"].items())
+        ins = ", ".join(
+            f"{n}: {v['type'] or 'any'}{'' if v['required'] else '?'}" for n, v in info["inputs"].items()
+        )
         outs = ", ".join(f"{n}: {t or 'any'}" for n, t in info["outputs"].items())
         print(f"{info['id']}  {info['name']}\n    in:  {ins}\n    out: {outs}")
     return EXIT_OK

@@ -6,13 +6,12 @@ No Dagster here: blocks run the same inside the reference engine, a region op or
 from __future__ import annotations
 
 import inspect
+import json
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol
-
-import json
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter, ValidationError
 
@@ -180,9 +179,7 @@ class Block:
             return
         _check_block_class(cls)
         cls.name = cls.__dict__.get("name", cls.__name__)
-        cls._output_adapters = {
-            pin: TypeAdapter(f.annotation) for pin, f in cls.Output.model_fields.items()
-        }
+        cls._output_adapters = {pin: TypeAdapter(f.annotation) for pin, f in cls.Output.model_fields.items()}
 
     def run(self, input: Any, ctx: RunContext) -> AsyncIterator[tuple[str, Any]]:
         raise NotImplementedError
@@ -249,7 +246,9 @@ class Block:
                 )
             },
             "outputs": dict(_pin_types(self.Output)),
-            "costs": [{"amount": c.amount, "type": c.type.value, "filter": dict(c.filter)} for c in self.costs],
+            "costs": [
+                {"amount": c.amount, "type": c.type.value, "filter": dict(c.filter)} for c in self.costs
+            ],
             "credentials": [
                 {"input": c.input_name, "provider": c.provider, "type": c.type} for c in self.credentials
             ],

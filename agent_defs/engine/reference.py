@@ -487,6 +487,7 @@ class _Run:
             return
         ex.status = ExecStatus.QUEUED
         self.ready.append(ex)
+        self.wakeup.set()  # a node still running may have produced it: the driver must look
 
     # --- rule 4 and 6: running a node ---------------------------------------------------------------
     async def _execute(self, ex: NodeExecution) -> None:
@@ -598,6 +599,7 @@ class _Run:
             on_graph_output=lambda name, value: queue.put_nowait((name, value)),
         )
         task = asyncio.create_task(child.drive())
+        getter: asyncio.Future[tuple[str, Any]] | None = None
         try:
             while True:
                 getter = asyncio.ensure_future(queue.get())
@@ -605,14 +607,15 @@ class _Run:
                 if getter in done:
                     yield getter.result()
                     continue
-                getter.cancel()
-                while not queue.empty():
-                    yield queue.get_nowait()
                 break
+            while not queue.empty():
+                yield queue.get_nowait()
             result = task.result()
             if result.status is not RunStatus.COMPLETED:
                 raise RuntimeError(f"sub-agent {child_graph.ref} {result.status.value}: {result.error}")
         finally:
-            if not task.done():  # the parent was cancelled: stop the child first
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+            # On the parent's cancellation, stop the child first (and the pending queue read).
+            pending = [f for f in (getter, task) if f is not None and not f.done()]
+            for future in pending:
+                future.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)

@@ -48,7 +48,9 @@ class AgentExecutorBlock(Block):
         graph_version: int = Field(description="Graph version of the sub-agent")
         inputs: dict[str, Any] = Field(default_factory=dict, description="Inputs for the sub-agent")
         input_schema: dict[str, Any] = Field(default_factory=dict, description="The sub-agent's input schema")
-        output_schema: dict[str, Any] = Field(default_factory=dict, description="The sub-agent's output schema")
+        output_schema: dict[str, Any] = Field(
+            default_factory=dict, description="The sub-agent's output schema"
+        )
 
     class Output(BlockOutput):
         pass

@@ -1,8 +1,10 @@
-"""Basic blocks: StoreValue and Note (AutoGPT blocks/basic.py)."""
+"""Basic blocks: StoreValue, Note and UniversalTypeConverter (AutoGPT blocks/basic.py)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
+from enum import StrEnum
 from typing import Any
 
 from pydantic import Field
@@ -36,8 +38,9 @@ class StoreValueBlock(Block):
 
     self_tests = (
         BlockSelfTest(input={"input": "Hello, World!"}, output=[("output", "Hello, World!")]),
-        BlockSelfTest(input={"input": "Hello, World!", "data": "Existing Data"},
-                      output=[("output", "Existing Data")]),
+        BlockSelfTest(
+            input={"input": "Hello, World!", "data": "Existing Data"}, output=[("output", "Existing Data")]
+        ),
     )
 
     async def run(self, input: Input, ctx: RunContext) -> AsyncIterator[tuple[str, Any]]:
@@ -60,3 +63,110 @@ class NoteBlock(Block):
 
     async def run(self, input: Input, ctx: RunContext) -> AsyncIterator[tuple[str, Any]]:
         yield "output", input.text
+
+
+# --- type conversion (the rules of AutoGPT's backend/util/type.py `convert`) -----------------------
+
+
+def _to_string(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _to_number(value: Any) -> float:
+    if isinstance(value, list | dict | tuple | set):
+        return float(len(value))
+    if isinstance(value, float):
+        return value
+    try:
+        return float(value)
+    except (ValueError, TypeError):
+        return 0.0
+
+
+def _to_boolean(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.lower() in ("true", "1")
+    return bool(value)
+
+
+def _to_list(value: Any) -> list[Any]:
+    if isinstance(value, list | tuple | set):
+        return list(value)
+    if isinstance(value, dict):
+        # AutoGPT yields (key, value) tuples; downstream they arrive as JSON arrays, so use lists.
+        return [[k, v] for k, v in value.items()]
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("[") and text.endswith("]"):
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError:
+                return [text]
+        return [text]
+    return [value]
+
+
+def _to_dictionary(value: Any) -> dict[Any, Any]:
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, str):
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            return {"value": value}
+        return parsed if isinstance(parsed, dict) else {"value": parsed}
+    if isinstance(value, list | tuple):
+        # AutoGPT uses int keys; downstream they arrive as JSON object keys, i.e. strings.
+        return {str(i): item for i, item in enumerate(value)}
+    return {"value": value}
+
+
+class TypeOptions(StrEnum):
+    STRING = "string"
+    NUMBER = "number"
+    BOOLEAN = "boolean"
+    LIST = "list"
+    DICTIONARY = "dictionary"
+
+
+_CONVERTERS = {
+    TypeOptions.STRING: _to_string,
+    TypeOptions.NUMBER: _to_number,
+    TypeOptions.BOOLEAN: _to_boolean,
+    TypeOptions.LIST: _to_list,
+    TypeOptions.DICTIONARY: _to_dictionary,
+}
+
+
+def convert_value(value: Any, target: TypeOptions | str) -> Any:
+    """Convert `value` to a string, number, boolean, list or dictionary as AutoGPT does."""
+    return _CONVERTERS[TypeOptions(target)](value)
+
+
+class UniversalTypeConverterBlock(Block):
+    id = "95d1b990-ce13-4d88-9737-ba5c2070c97b"
+    description = "Converts a value to a string, number, boolean, list or dictionary."
+    categories = frozenset({BlockCategory.BASIC})
+
+    class Input(BlockInput):
+        value: Any = Field(description="The value to convert")
+        type: TypeOptions = Field(description="The type to convert the value to")
+
+    class Output(BlockOutput):
+        value: Any = Field(description="The converted value")
+
+    self_tests = (
+        BlockSelfTest(input={"value": "42", "type": "number"}, output=[("value", 42.0)]),
+        BlockSelfTest(input={"value": {"a": 1}, "type": "string"}, output=[("value", '{"a": 1}')]),
+        BlockSelfTest(input={"value": "true", "type": "boolean"}, output=[("value", True)]),
+        BlockSelfTest(input={"value": "[1, 2]", "type": "list"}, output=[("value", [1, 2])]),
+        BlockSelfTest(input={"value": "hello", "type": "dictionary"}, output=[("value", {"value": "hello"})]),
+    )
+
+    async def run(self, input: Input, ctx: RunContext) -> AsyncIterator[tuple[str, Any]]:
+        try:
+            converted = convert_value(input.value, input.type)
+        except Exception as exc:
+            yield "error", f"Failed to convert value: Failed to convert {input.value} to {input.type}: {exc}"
+            return
+        yield "value", converted

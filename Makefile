@@ -1,0 +1,30 @@
+# The two commands: `make run` (the main job, embedded SQLite, no servers) and `make test`.
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install run test lint bench services
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(VENV)/bin/agentflow run agents/count_to_n.json --input limit=5
+
+services:
+	./scripts/start_services.sh
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: install services lint
+	$(PY) -m pytest
+
+bench: install
+	$(PY) bench/engine_bench.py

@@ -1,0 +1,325 @@
+"""SendWebRequestBlock (AutoGPT blocks/http.py): one HTTP request, with server-side request forgery guards.
+
+Every hop (the first request and each redirect) resolves the host and refuses private, loopback,
+link-local and other non-global addresses unless the operator sets
+`ctx.settings["allow_private_addresses"]`. The request is then sent to the checked IP itself (Host
+header and TLS server name keep the original host), so a second DNS answer cannot swap the target.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import ipaddress
+import json
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+import httpx
+from pydantic import Field
+
+from blocks.sdk import (
+    Block,
+    BlockCategory,
+    BlockInput,
+    BlockOutput,
+    BlockSelfTest,
+    RunContext,
+)
+
+MAX_REDIRECTS = 10
+MAX_JSON_BODY = 10_000_000
+REQUEST_TIMEOUT = httpx.Timeout(60.0, connect=15.0)
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+_CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class HttpMethod(StrEnum):
+    GET = "GET"
+    POST = "POST"
+    PUT = "PUT"
+    DELETE = "DELETE"
+    PATCH = "PATCH"
+    OPTIONS = "OPTIONS"
+    HEAD = "HEAD"
+
+
+class RequestRefused(ValueError):
+    """The URL may not be requested (bad scheme, unresolvable or non-public host)."""
+
+
+def is_blocked_address(ip: IPAddress) -> bool:
+    """True for any address that is not a plain public unicast address."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return (
+        ip.is_private
+        or ip.is_loopback
+        or ip.is_link_local
+        or ip.is_multicast
+        or ip.is_reserved
+        or ip.is_unspecified
+        or not ip.is_global
+    )
+
+
+@dataclass(slots=True)
+class OutgoingRequest:
+    """What `_send` puts on the wire: `url` already points at the checked IP."""
+
+    method: str
+    url: httpx.URL
+    headers: dict[str, str]
+    sni_hostname: str | None = None
+    json: Any = None
+    data: dict[str, Any] | None = None
+    content: bytes | None = None
+    files: list[tuple[str, tuple[str, bytes, str]]] = field(default_factory=list)
+
+
+def _decode_data_uri(uri: str, index: int) -> tuple[str, bytes, str]:
+    """A `data:` URI file as (filename, bytes, mime type); other file references are refused."""
+    if not uri.startswith("data:") or "," not in uri:
+        raise ValueError(
+            f"file {index} must be a data: URI; file paths and URLs are not supported by this engine"
+        )
+    header, payload = uri[5:].split(",", 1)
+    parts = header.split(";")
+    mime = parts[0] or "application/octet-stream"
+    try:
+        raw = base64.b64decode(payload, validate=True) if "base64" in parts[1:] else unquote_to_bytes(payload)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError(f"file {index} is not valid base64: {exc}") from exc
+    extension = mime.rsplit("/", 1)[-1] if "/" in mime else "bin"
+    return f"file{index}.{extension}", raw, mime
+
+
+def _normalise_url(url: str) -> httpx.URL:
+    text = url.strip()
+    if "://" not in text:
+        text = "http://" + text
+    try:
+        parsed = httpx.URL(text)
+    except httpx.InvalidURL as exc:
+        raise RequestRefused(f"invalid URL {url!r}: {exc}") from exc
+    if parsed.scheme not in ("http", "https"):
+        raise RequestRefused(f"URL scheme {parsed.scheme!r} is not allowed; use http or https")
+    if not parsed.host:
+        raise RequestRefused(f"URL {url!r} has no host")
+    return parsed
+
+
+class SendWebRequestBlock(Block):
+    id = "6595ae1f-b924-42cb-9a41-551a0611c4b4"
+    description = "Make an HTTP request (JSON / form / multipart)."
+    categories = frozenset({BlockCategory.OUTPUT})
+
+    class Input(BlockInput):
+        url: str = Field(description="The URL to send the request to")
+        method: HttpMethod = Field(default=HttpMethod.POST, description="The HTTP method to use")
+        headers: dict[str, str] = Field(default_factory=dict, description="The headers to include")
+        json_format: bool = Field(
+            default=True, description="If true, send the body as JSON (unless files are also present)."
+        )
+        body: Any = Field(
+            default=None, description="Form/JSON body payload; a mapping of form fields with files"
+        )
+        files_name: str = Field(default="file", description="The name of the file field in the form data.")
+        files: list[str] = Field(default_factory=list, description="Files to upload, as data: URIs")
+
+    class Output(BlockOutput):
+        response: object = Field(description="The response from the server")
+        client_error: object = Field(description="Errors on 4xx status codes")
+        server_error: object = Field(description="Errors on 5xx status codes")
+
+    self_tests = (
+        BlockSelfTest(
+            input={"url": "https://api.example.com/items", "method": "POST", "body": '{"name": "x"}'},
+            output=[("response", {"ok": True, "echo": {"name": "x"}})],
+            mocks={
+                "_resolve": lambda host, port: _fake_resolve(host, port, "93.184.215.14"),
+                "_send": lambda out: _fake_send(out, 200),
+            },
+        ),
+        BlockSelfTest(
+            input={"url": "https://api.example.com/missing", "method": "GET"},
+            output=[("client_error", {"ok": False, "echo": None})],
+            mocks={
+                "_resolve": lambda host, port: _fake_resolve(host, port, "93.184.215.14"),
+                "_send": lambda out: _fake_send(out, 404),
+            },
+        ),
+        BlockSelfTest(
+            input={"url": "http://intranet.example/", "method": "GET"},
+            output=[("error", lambda e: "intranet.example" in e and "10.1.2.3" in e)],
+            mocks={"_resolve": lambda host, port: _fake_resolve(host, port, "10.1.2.3")},
+        ),
+        BlockSelfTest(
+            input={"url": "http://127.0.0.1:9/", "method": "GET"},
+            output=[("error", lambda e: "127.0.0.1" in e and "allow_private_addresses" in e)],
+        ),
+        BlockSelfTest(
+            input={"url": "file:///etc/passwd", "method": "GET"},
+            output=[("error", lambda e: "scheme 'file'" in e)],
+        ),
+    )
+
+    # --- I/O helpers: self-tests replace these ---------------------------------------------------------
+    async def _resolve(self, host: str, port: int) -> list[str]:
+        """Every address `host` resolves to."""
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+    async def _send(self, out: OutgoingRequest) -> httpx.Response:
+        async with httpx.AsyncClient(
+            timeout=REQUEST_TIMEOUT, follow_redirects=False, trust_env=False
+        ) as client:
+            response = await client.request(
+                out.method,
+                out.url,
+                headers=out.headers,
+                json=out.json,
+                data=out.data,
+                content=out.content,
+                files=out.files or None,
+                extensions={"sni_hostname": out.sni_hostname} if out.sni_hostname else None,
+            )
+            await response.aread()
+            return response
+
+    # --- logic -----------------------------------------------------------------------------------------
+    async def _pin(self, url: httpx.URL, allow_private: bool) -> tuple[httpx.URL, str | None]:
+        """Resolve and check `url`'s host; the URL to request (host replaced by a checked IP) and SNI name."""
+        host = url.host
+        port = url.port or (443 if url.scheme == "https" else 80)
+        try:
+            literal: IPAddress | None = ipaddress.ip_address(host)
+        except ValueError:
+            literal = None
+        if literal is not None:
+            addresses = [literal]
+        else:
+            try:
+                addresses = [
+                    ipaddress.ip_address(a.split("%", 1)[0]) for a in await self._resolve(host, port)
+                ]
+            except (OSError, UnicodeError) as exc:
+                raise RequestRefused(f"cannot resolve host {host!r}: {exc}") from exc
+            if not addresses:
+                raise RequestRefused(f"host {host!r} resolves to no address")
+        if not allow_private:
+            for ip in addresses:
+                if is_blocked_address(ip):
+                    raise RequestRefused(
+                        f"refusing to request host {host!r}: it resolves to {ip}, a private, loopback, "
+                        "link-local or otherwise non-public address (an operator may set "
+                        "allow_private_addresses to permit this)"
+                    )
+        if literal is not None:
+            return url, None
+        return url.copy_with(host=str(addresses[0])), host if url.scheme == "https" else None
+
+    async def run(self, input: Input, ctx: RunContext) -> AsyncIterator[tuple[str, Any]]:
+        allow_private = bool(ctx.settings.get("allow_private_addresses"))
+        body = input.body
+        json_format = input.json_format
+        if isinstance(body, str):
+            try:
+                if len(body) > MAX_JSON_BODY:
+                    raise ValueError("JSON body too large")
+                body = json.loads(body)
+            except ValueError:
+                json_format = False  # plain text (or too large to parse): sent as-is
+        try:
+            files = [_decode_data_uri(uri, i) for i, uri in enumerate(input.files)]
+        except ValueError as exc:
+            yield "error", str(exc)
+            return
+        if files and json_format:
+            yield (
+                "error",
+                (
+                    "json_format=True cannot be combined with file uploads; set json_format=False "
+                    "and put form fields in `body`."
+                ),
+            )
+            return
+
+        method = input.method.value
+        headers = {k: v for k, v in input.headers.items() if k.lower() != "host"}
+        try:
+            url = _normalise_url(input.url)
+            response: httpx.Response | None = None
+            for _ in range(MAX_REDIRECTS + 1):
+                target, sni = await self._pin(url, allow_private)
+                out = OutgoingRequest(
+                    method=method,
+                    url=target,
+                    headers={**headers, "Host": url.netloc.decode("ascii")},
+                    sni_hostname=sni,
+                    files=[(input.files_name, f) for f in files],
+                )
+                if body is not None:
+                    if json_format:
+                        out.json = body
+                    elif isinstance(body, dict):
+                        out.data = body
+                    elif isinstance(body, bytes):
+                        out.content = body
+                    else:
+                        text = body if isinstance(body, str) else json.dumps(body)
+                        out.content = text.encode()
+                response = await self._send(out)
+                location = response.headers.get("location")
+                if response.status_code not in _REDIRECT_STATUSES or not location:
+                    break
+                next_url = _normalise_url(str(url.join(location)))
+                if (next_url.scheme, next_url.host, next_url.port) != (url.scheme, url.host, url.port):
+                    # Like browsers and httpx: credentials do not follow a redirect to another origin.
+                    headers = {k: v for k, v in headers.items() if k.lower() not in _CREDENTIAL_HEADERS}
+                url = next_url
+                if response.status_code in (301, 302, 303) and method != "HEAD":
+                    method, body, files = "GET", None, []
+            else:
+                yield "error", f"too many redirects (more than {MAX_REDIRECTS}) from {input.url!r}"
+                return
+        except RequestRefused as exc:
+            yield "error", str(exc)
+            return
+        except httpx.HTTPError as exc:
+            yield "error", f"request to {input.url!r} failed: {type(exc).__name__}: {exc}"
+            return
+
+        assert response is not None
+        result: Any
+        if response.headers.get("content-type", "").startswith("application/json"):
+            try:
+                result = None if response.status_code == 204 or not response.content else response.json()
+            except ValueError:
+                result = response.text
+        else:
+            result = response.text
+        if 200 <= response.status_code < 300:
+            yield "response", result
+        elif 400 <= response.status_code < 500:
+            yield "client_error", result
+        else:
+            yield "server_error", result
+
+
+async def _fake_resolve(host: str, port: int, address: str) -> list[str]:
+    return [address]
+
+
+async def _fake_send(out: OutgoingRequest, status: int) -> httpx.Response:
+    """Self-test stand-in for the network: echoes the JSON body it was given."""
+    if out.headers.get("Host") != "api.example.com" or out.url.host != "93.184.215.14":
+        raise AssertionError(f"request not pinned to the checked address: {out}")
+    return httpx.Response(status, json={"ok": status < 400, "echo": out.json})

@@ -1,0 +1,326 @@
+"""Graph input and output blocks (AutoGPT blocks/io.py).
+
+The engine delivers a graph input to its input node as the `value` pin and collects every `output` an
+AgentOutput node yields into the run's outputs under the node's `name`.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterator
+from typing import Any
+
+from jinja2 import BaseLoader, Template
+from jinja2.sandbox import SandboxedEnvironment
+from pydantic import Field
+
+from blocks.sdk import (
+    Block,
+    BlockCategory,
+    BlockInput,
+    BlockOutput,
+    BlockSelfTest,
+    BlockType,
+    RunContext,
+)
+
+# --- input blocks ---------------------------------------------------------------------------------
+
+
+class _AgentInputFields(BlockInput):
+    """The pins every graph-input block shares; variants narrow the type of `value`."""
+
+    name: str = Field(description="The name of the input")
+    value: Any = Field(default=None, description="The value to be passed as input")
+    title: str | None = Field(default=None, description="The title of the input")
+    description: str | None = Field(default=None, description="The description of the input")
+    placeholder_values: list[Any] = Field(
+        default_factory=list, description="Suggested values for the input (a dropdown's choices)"
+    )
+    advanced: bool = Field(
+        default=False,
+        description="Whether to show the input in the advanced section, if the field is not required",
+    )
+    secret: bool = Field(default=False, description="Whether the input should be treated as a secret")
+
+
+class _AgentInputBase(Block):
+    """Shared behaviour of the graph-input blocks: forward `value` unless it is None."""
+
+    categories = frozenset({BlockCategory.INPUT, BlockCategory.BASIC})
+    block_type = BlockType.INPUT
+    static_output = True
+
+    async def run(self, input: Any, ctx: RunContext) -> AsyncIterator[tuple[str, Any]]:
+        if input.value is not None:
+            yield "result", input.value
+
+
+class AgentInputBlock(_AgentInputBase):
+    id = "c0a8e994-ebf1-4a9c-a4d8-89d09c86741b"
+    description = "Provides a graph input: outputs the value passed in (nothing when it is None)."
+
+    class Input(_AgentInputFields):
+        pass
+
+    class Output(BlockOutput):
+        result: Any = Field(description="The value passed as input")
+
+    self_tests = (
+        BlockSelfTest(
+            input={
+                "value": "Hello, World!",
+                "name": "input_1",
+                "description": "Example test input.",
+                "placeholder_values": [],
+            },
+            output=[("result", "Hello, World!")],
+        ),
+        BlockSelfTest(
+            input={"value": "Hello, World!", "name": "input_2", "placeholder_values": ["Hello, World!"]},
+            output=[("result", "Hello, World!")],
+        ),
+        BlockSelfTest(input={"value": 42, "name": "input_3"}, output=[("result", 42)]),
+        BlockSelfTest(input={"name": "input_4"}, output=[]),
+    )
+
+
+class AgentShortTextInputBlock(_AgentInputBase):
+    id = "7fcd3bcb-8e1b-4e69-903d-32d3d4a92158"
+    description = "Graph input for short (single-line) text."
+
+    class Input(_AgentInputFields):
+        value: str | None = Field(
+            default=None, description="Short text input", json_schema_extra={"format": "short-text"}
+        )
+
+    class Output(BlockOutput):
+        result: str = Field(description="Short text result")
+
+    self_tests = (
+        BlockSelfTest(
+            input={"value": "Hello", "name": "short_text_1", "placeholder_values": []},
+            output=[("result", "Hello")],
+        ),
+        BlockSelfTest(
+            input={
+                "value": "Quick test",
+                "name": "short_text_2",
+                "placeholder_values": ["Quick test", "Another option"],
+            },
+            output=[("result", "Quick test")],
+        ),
+    )
+
+
+class AgentLongTextInputBlock(_AgentInputBase):
+    id = "90a56ffb-7024-4b2b-ab50-e26c5e5ab8ba"
+    description = "Graph input for long (multi-line) text."
+
+    class Input(_AgentInputFields):
+        value: str | None = Field(
+            default=None,
+            description="Long text input (potentially multi-line)",
+            json_schema_extra={"format": "long-text"},
+        )
+
+    class Output(BlockOutput):
+        result: str = Field(description="Long text result")
+
+    self_tests = (
+        BlockSelfTest(
+            input={"value": "Lorem ipsum dolor sit amet...", "name": "long_text_1"},
+            output=[("result", "Lorem ipsum dolor sit amet...")],
+        ),
+        BlockSelfTest(
+            input={"value": "Another multiline text input.", "name": "long_text_2"},
+            output=[("result", "Another multiline text input.")],
+        ),
+    )
+
+
+class AgentNumberInputBlock(_AgentInputBase):
+    id = "96dae2bb-97a2-41c2-bd2f-13a3b5a8ea98"
+    description = "Graph input for a whole number."
+
+    class Input(_AgentInputFields):
+        value: int | None = Field(default=None, description="Number input")
+
+    class Output(BlockOutput):
+        result: int = Field(description="Number result")
+
+    self_tests = (
+        BlockSelfTest(input={"value": 42, "name": "number_input_1"}, output=[("result", 42)]),
+        BlockSelfTest(
+            input={"value": 314, "name": "number_input_2", "placeholder_values": [314, 2718]},
+            output=[("result", 314)],
+        ),
+    )
+
+
+class AgentDropdownInputBlock(_AgentInputBase):
+    id = "655d6fdf-a334-421c-b733-520549c07cd1"
+    description = "Graph input chosen from a dropdown of `placeholder_values`."
+
+    class Input(_AgentInputFields):
+        value: str | None = Field(default=None, description="Text selected from a dropdown")
+
+    class Output(BlockOutput):
+        result: str = Field(description="Selected dropdown value")
+
+    self_tests = (
+        BlockSelfTest(
+            input={
+                "value": "Option A",
+                "name": "dropdown_1",
+                "placeholder_values": ["Option A", "Option B", "Option C"],
+            },
+            output=[("result", "Option A")],
+        ),
+        BlockSelfTest(
+            input={
+                "value": "Option C",
+                "name": "dropdown_2",
+                "placeholder_values": ["Option A", "Option B", "Option C"],
+            },
+            output=[("result", "Option C")],
+        ),
+    )
+
+
+class AgentToggleInputBlock(_AgentInputBase):
+    id = "cbf36ab5-df4a-43b6-8a7f-f7ed8652116e"
+    description = "Graph input for a boolean toggle."
+
+    class Input(_AgentInputFields):
+        value: bool = Field(default=False, description="Boolean toggle input")
+
+    class Output(BlockOutput):
+        result: bool = Field(description="Boolean toggle result")
+
+    self_tests = (
+        BlockSelfTest(input={"value": True, "name": "toggle_1"}, output=[("result", True)]),
+        BlockSelfTest(input={"value": False, "name": "toggle_2"}, output=[("result", False)]),
+    )
+
+
+# --- output block ---------------------------------------------------------------------------------
+
+# Resource limits inside format templates, as AutoGPT's TextFormatter sets them.
+_MAX_EXPONENT = 1000
+_MAX_RANGE = 10_000
+_MAX_SEQUENCE_REPEAT = 10_000
+
+
+def _capped_range(*args: int) -> range:
+    r = range(*args)
+    if len(r) > _MAX_RANGE:
+        raise OverflowError(f"range() too large ({len(r)} items, max {_MAX_RANGE})")
+    return r
+
+
+def _format_filter(value: Any, format_string: str | None = None) -> Any:
+    return format_string % float(value) if format_string else value
+
+
+class _LimitedSandbox(SandboxedEnvironment):
+    """A sandbox that also refuses huge powers and sequence repeats."""
+
+    intercepted_binops = frozenset({"**", "*"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**":
+            for side, label in ((right, "Exponent"), (left, "Base")):
+                if isinstance(side, int | float) and abs(side) > _MAX_EXPONENT:
+                    raise OverflowError(f"{label} too large for exponentiation (max {_MAX_EXPONENT})")
+        elif operator == "*":
+            for seq, times in ((left, right), (right, left)):
+                if (
+                    isinstance(seq, str | list | tuple)
+                    and isinstance(times, int)
+                    and len(seq) * times > _MAX_SEQUENCE_REPEAT
+                ):
+                    raise OverflowError(f"Sequence repeat too large (max {_MAX_SEQUENCE_REPEAT} items)")
+        return super().call_binop(context, operator, left, right)
+
+
+def _make_env(autoescape: bool) -> _LimitedSandbox:
+    env = _LimitedSandbox(loader=BaseLoader(), autoescape=autoescape)
+    env.globals.clear()
+    env.globals["range"] = _capped_range
+    for unsafe in ("pprint", "tojson", "urlize", "xmlattr"):
+        env.filters.pop(unsafe, None)
+    env.filters["format"] = _format_filter
+    return env
+
+
+# Built once per process: one environment per escaping mode.
+_ENVS = {False: _make_env(False), True: _make_env(True)}
+
+
+@functools.lru_cache(maxsize=512)
+def _compiled(fmt: str, escape_html: bool) -> Template:
+    return _ENVS[escape_html].from_string(fmt)
+
+
+def render_format(fmt: str, values: dict[str, Any], escape_html: bool = False) -> str:
+    """Render a Jinja format string in the sandbox (templates are compiled once and cached)."""
+    return _compiled(fmt, escape_html).render(values)
+
+
+class AgentOutputBlock(Block):
+    id = "363ae599-353e-4804-937e-b2ee3cef3da4"
+    description = (
+        "Records a graph output. With `format`, outputs the Jinja template rendered with "
+        "{name: value}; otherwise outputs the value and its name."
+    )
+    categories = frozenset({BlockCategory.OUTPUT, BlockCategory.BASIC})
+    block_type = BlockType.OUTPUT
+    static_output = True
+
+    class Input(BlockInput):
+        value: Any = Field(default=None, description="The value to be recorded as output")
+        name: str = Field(description="The name of the output")
+        title: str | None = Field(default=None, description="The title of the output")
+        description: str | None = Field(default=None, description="The description of the output")
+        format: str = Field(
+            default="", description="Jinja2 template used to format the value; the value is named `name`"
+        )
+        escape_html: bool = Field(
+            default=False, description="Whether to HTML-escape the values inserted by `format`"
+        )
+        advanced: bool = Field(default=False, description="Whether to treat the output as advanced")
+        secret: bool = Field(default=False, description="Whether the output should be treated as a secret")
+
+    class Output(BlockOutput):
+        output: Any = Field(description="The value recorded as output")
+        name: Any = Field(description="The name of the value recorded as output")
+
+    self_tests = (
+        BlockSelfTest(
+            input={"value": "Hello, World!", "name": "output_1", "format": "{{ output_1 }}!!"},
+            output=[("output", "Hello, World!!!")],
+        ),
+        BlockSelfTest(
+            input={"value": "42", "name": "output_2", "format": "{{ output_2 }}"}, output=[("output", "42")]
+        ),
+        BlockSelfTest(
+            input={"value": {"a": 1}, "name": "output_3"}, output=[("output", {"a": 1}), ("name", "output_3")]
+        ),
+        BlockSelfTest(
+            input={"value": "<b>", "name": "html", "format": "{{ html }}", "escape_html": True},
+            output=[("output", "&lt;b&gt;")],
+        ),
+    )
+
+    async def run(self, input: Input, ctx: RunContext) -> AsyncIterator[tuple[str, Any]]:
+        if input.format:
+            try:
+                rendered = render_format(input.format, {input.name: input.value}, input.escape_html)
+            except Exception as exc:
+                yield "output", f"Error: {exc}, {input.value}"
+            else:
+                yield "output", rendered
+        else:
+            yield "output", input.value
+            yield "name", input.name

@@ -10,7 +10,10 @@ import json
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from agent_defs.graph import Graph, GraphProblem
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -35,18 +38,26 @@ def _graph_files(paths: Sequence[str]) -> Iterator[Path]:
             raise CliError(f"{path}: no such file or directory")
 
 
-def cmd_validate(args: argparse.Namespace) -> int:
+def check_graph_file(path: Path) -> tuple[Graph | None, list[GraphProblem]]:
+    """(the graph or None, every problem with it): what the loader reports and, when the rest of the
+    graph could be read, what validation finds in that rest, so that one check reports everything."""
     from agent_defs.graph import GraphLoadError, load_graph_file
     from agent_defs.graph.validation import validate_graph
 
+    try:
+        graph = load_graph_file(path)
+    except GraphLoadError as exc:
+        if exc.graph is None:
+            return None, list(exc.problems)
+        return None, [*exc.problems, *validate_graph(exc.graph, broken_nodes=exc.broken_nodes)]
+    return graph, validate_graph(graph)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
     worst = EXIT_OK
     for path in _graph_files(args.paths):
-        try:
-            graph = load_graph_file(path)
-            problems = validate_graph(graph)
-            title = f"{graph.name!r} v{graph.version}"
-        except GraphLoadError as exc:
-            problems, title = exc.problems, "unreadable"
+        graph, problems = check_graph_file(path)
+        title = f"{graph.name!r} v{graph.version}" if graph is not None else "unreadable"
         if problems:
             worst = EXIT_FAILED
             print(f"FAIL {path} ({title}): {len(problems)} problem{'s' * (len(problems) != 1)}")
@@ -85,19 +96,13 @@ def _collect_inputs(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from agent_defs.engine import EngineLimits, ReferenceEngine, RunOptions
-    from agent_defs.graph import GraphLoadError, load_graph_file
     from agent_defs.graph.io_nodes import graph_input_names
-    from agent_defs.graph.validation import validate_graph
 
     path = Path(args.path)
     if not path.is_file():
         raise CliError(f"{path}: no such file")
-    try:
-        graph = load_graph_file(path)
-    except GraphLoadError as exc:
-        raise CliError(str(exc)) from None
-    problems = validate_graph(graph)
-    if problems:
+    graph, problems = check_graph_file(path)
+    if problems or graph is None:
         raise CliError(f"{path} cannot run:\n" + "\n".join(f"  - {p}" for p in problems))
     inputs = _collect_inputs(args)
     known = graph_input_names(graph)

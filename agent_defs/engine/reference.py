@@ -8,13 +8,14 @@ task, at most `node_concurrency` at once); routing happens as each value is yiel
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
+
+import orjson
 
 from agent_defs.engine import dynamic_pins
 from agent_defs.engine.costs import block_usage_cost, matching_cost
@@ -99,7 +100,7 @@ class SkippedExecution:
     reason: str
 
 
-@dataclass
+@dataclass(repr=False)  # asyncio reprs finished tasks' results; thousands of executions are slow to print
 class RunResult:
     run_id: str
     graph_id: str
@@ -111,6 +112,12 @@ class RunResult:
     error: str | None = None
     started_at: float = 0.0
     ended_at: float = 0.0
+
+    def __repr__(self) -> str:
+        return (
+            f"RunResult({self.run_id!r}, {self.status.value}, {len(self.executions)} executions, "
+            f"outputs={list(self.outputs)})"
+        )
 
     @property
     def node_error_count(self) -> int:
@@ -225,10 +232,14 @@ class RunControl:
             self._loop.call_soon_threadsafe(self._task.cancel)
 
 
+_SIZE_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+
+
 def _size(value: Any) -> int:
+    """Bytes of the value as JSON (AutoGPT's input_size / output_size)."""
     try:
-        return len(json.dumps(value, default=str))
-    except (TypeError, ValueError):
+        return len(orjson.dumps(value, default=str, option=_SIZE_OPTIONS))
+    except (TypeError, orjson.JSONEncodeError):
         return len(str(value))
 
 

@@ -16,8 +16,22 @@ _GRAPH_KEYS = {"id", "version", "name", "description", "nodes", "links", "sub_gr
 
 
 class GraphLoadError(ValueError):
-    def __init__(self, problems: list[GraphProblem]) -> None:
+    """The export could not be read as a graph.
+
+    `graph` is what could be read when only some nodes were unusable (None otherwise), so that
+    validation can still report every other problem at once; `broken_nodes` are the ids of those
+    unusable nodes (already reported here) for validation to pass over.
+    """
+
+    def __init__(
+        self,
+        problems: list[GraphProblem],
+        graph: Graph | None = None,
+        broken_nodes: frozenset[str] = frozenset(),
+    ) -> None:
         self.problems = problems
+        self.graph = graph
+        self.broken_nodes = broken_nodes
         super().__init__("\n".join(str(p) for p in problems))
 
 
@@ -32,16 +46,17 @@ def load_graph_file(path: Path) -> Graph:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise GraphLoadError(
-            [GraphProblem(where, f"is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")]
+            [GraphProblem(where, f"is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})")]
         ) from None
     return parse_graph(data, source=where)
 
 
 def parse_graph(data: Any, source: str = "graph") -> Graph:
     problems: list[GraphProblem] = []
-    graph = _parse_graph(data, source, problems)
+    broken: set[str] = set()
+    graph = _parse_graph(data, source, problems, broken)
     if problems or graph is None:
-        raise GraphLoadError(problems)
+        raise GraphLoadError(problems, graph, frozenset(broken))
     return graph
 
 
@@ -49,10 +64,15 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _parse_graph(data: Any, source: str, problems: list[GraphProblem]) -> Graph | None:
+def _parse_graph(data: Any, source: str, problems: list[GraphProblem], broken: set[str]) -> Graph | None:
+    """The graph, or None when it is unusable as a whole (its problems are all collected either way).
+
+    Unusable nodes are left out and their ids added to `broken`; the rest of the graph stays checkable.
+    """
     if not isinstance(data, Mapping):
         problems.append(GraphProblem(source, f"must be a JSON object, got {type(data).__name__}"))
         return None
+    start = len(problems)
     name = data.get("name") if isinstance(data.get("name"), str) else ""
     graph_id = _text(data.get("id"))
     where = f"graph {name!r}" if name else source
@@ -69,7 +89,12 @@ def _parse_graph(data: Any, source: str, problems: list[GraphProblem]) -> Graph 
     if not isinstance(raw_nodes, list):
         problems.append(GraphProblem(where, "'nodes' must be a list"))
         raw_nodes = []
+    graph_problems = len(problems) - start  # problems with the graph as a whole
     nodes = [n for i, raw in enumerate(raw_nodes) if (n := _parse_node(raw, i, where, problems))]
+    parsed = {n.id for n in nodes}
+    for raw in raw_nodes:
+        if isinstance(raw, Mapping) and (node_id := _text(raw.get("id"))) and node_id not in parsed:
+            broken.add(node_id)
 
     raw_links = data.get("links")
     if raw_links is None:
@@ -82,6 +107,9 @@ def _parse_graph(data: Any, source: str, problems: list[GraphProblem]) -> Graph 
                         if isinstance(link, Mapping):
                             inline[str(link.get("id") or len(inline))] = link
         raw_links = list(inline.values())
+    # A lost link would make its sink look unlinked, a lost sub-graph its AgentExecutor node look
+    # unresolved: from here on every problem is one with the graph as a whole.
+    start = len(problems)
     if not isinstance(raw_links, list):
         problems.append(GraphProblem(where, "'links' must be a list"))
         raw_links = []
@@ -93,9 +121,10 @@ def _parse_graph(data: Any, source: str, problems: list[GraphProblem]) -> Graph 
     if not isinstance(raw_subs, list):
         problems.append(GraphProblem(where, "'sub_graphs' must be a list"))
         raw_subs = []
-    subs = [
-        s for i, raw in enumerate(raw_subs) if (s := _parse_graph(raw, f"{where} sub-graph {i}", problems))
-    ]
+    graph_problems += len(problems) - start
+    subs = [_parse_graph(raw, f"{where} sub-graph {i}", problems, broken) for i, raw in enumerate(raw_subs)]
+    if graph_problems or None in subs:
+        return None
     description = data.get("description")
     return Graph(
         id=graph_id,
@@ -104,7 +133,7 @@ def _parse_graph(data: Any, source: str, problems: list[GraphProblem]) -> Graph 
         description=description if isinstance(description, str) else "",
         nodes=tuple(nodes),
         links=tuple(links),
-        sub_graphs=tuple(subs),
+        sub_graphs=tuple(s for s in subs if s is not None),
         extra={k: v for k, v in data.items() if k not in _GRAPH_KEYS},
     )
 
@@ -123,7 +152,7 @@ def _parse_node(raw: Any, index: int, where: str, problems: list[GraphProblem]) 
     input_default = raw.get("input_default") or {}
     if not isinstance(input_default, Mapping):
         problems.append(GraphProblem(where, "'input_default' must be an object", node=label))
-        input_default = {}
+        return None
     metadata = raw.get("metadata") or {}
     if not isinstance(metadata, Mapping):
         metadata = {}

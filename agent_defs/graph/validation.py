@@ -64,7 +64,10 @@ def validate_graph(
     registry: BlockRegistry = REGISTRY,
     find_sub_graph: SubGraphLookup = sub_graph_of,
     root: Graph | None = None,
+    broken_nodes: frozenset[str] = frozenset(),
 ) -> list[GraphProblem]:
+    """Every problem with the graph. `broken_nodes`: ids of nodes the loader could not read (and
+    reported); links touching them are not checked, but still count as feeding their sink pin."""
     root = root or graph
     where = graph.ref
     problems: list[GraphProblem] = []
@@ -101,6 +104,10 @@ def validate_graph(
     for link in graph.links:
         src, dst = nodes.get(link.source_id), nodes.get(link.sink_id)
         label = f"link {link.id}"
+        if link.source_id in broken_nodes or link.sink_id in broken_nodes:
+            if dst is not None:
+                linked.setdefault(dst.id, set()).add(base_pin(link.sink_name))
+            continue
         if src is None:
             problems.append(GraphProblem(where, f"{label} comes from missing node {link.source_id}"))
         if dst is None:
@@ -165,5 +172,5 @@ def validate_graph(
             )
 
     for sub in graph.sub_graphs:
-        problems.extend(validate_graph(sub, registry, find_sub_graph, root))
+        problems.extend(validate_graph(sub, registry, find_sub_graph, root, broken_nodes))
     return problems

@@ -167,6 +167,9 @@ class Block:
     block_type: ClassVar[BlockType] = BlockType.STANDARD
     # Every link out of a static-output block is static (rule 3).
     static_output: ClassVar[bool] = False
+    # Output pins that may yield more than once per execution; None means any pin may. The compiler
+    # gives a node its own Dagster op only when it knows the node's pins fire at most once.
+    repeated_output_pins: ClassVar[frozenset[str] | None] = None
     costs: ClassVar[Sequence[BlockCost]] = ()
     credentials: ClassVar[Sequence[CredentialsField]] = ()
     self_tests: ClassVar[Sequence[BlockSelfTest]] = ()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
@@ -109,6 +109,8 @@ class RunResult:
     outputs: dict[str, list[Any]] = field(default_factory=dict)
     executions: list[NodeExecution] = field(default_factory=list)
     skipped: list[SkippedExecution] = field(default_factory=list)
+    # Values on links leaving a GraphPart, in the order they were yielded.
+    outbound: list[tuple[Link, Any]] = field(default_factory=list)
     error: str | None = None
     started_at: float = 0.0
     ended_at: float = 0.0
@@ -196,6 +198,15 @@ def resolve_from_sub_graphs(parent: Graph, graph_id: str, version: int, pins: fr
     return parent.find_sub_graph(graph_id, version, pins=pins)
 
 
+@dataclass(frozen=True)
+class GraphPart:
+    """A part of a graph to run on its own (a Dagster op or region op): its nodes, and the values that
+    arrived from outside it on links into it, in arrival order."""
+
+    nodes: frozenset[str]
+    deliveries: Sequence[tuple[Link, Any]] = ()
+
+
 @dataclass(frozen=True, slots=True)
 class EngineLimits:
     max_node_executions: int = 100_000  # per run, sub-agent runs counted separately
@@ -258,8 +269,15 @@ class _NodePlan:
     is_output: bool
 
 
-def plan_graph(graph: Graph, registry: BlockRegistry) -> dict[str, _NodePlan]:
-    """Per-node routing tables. Nodes with unknown blocks and Note nodes are left out (never run)."""
+def plan_graph(
+    graph: Graph, registry: BlockRegistry, subset: frozenset[str] | None = None
+) -> dict[str, _NodePlan]:
+    """Per-node routing tables. Nodes with unknown blocks and Note nodes are left out (never run).
+
+    With a `subset` (a region op or one node's op), only those nodes are planned; links from outside
+    still count as linked pins (their values are delivered from outside) and links leaving the subset
+    are recorded as outbound values instead of being delivered.
+    """
     blocks = {n.id: registry.get(n.block_id) for n in graph.nodes}
     plans: dict[str, _NodePlan] = {}
     inbound: dict[str, list[Link]] = {}
@@ -269,9 +287,13 @@ def plan_graph(graph: Graph, registry: BlockRegistry) -> dict[str, _NodePlan]:
         outbound.setdefault(link.source_id, []).append(link)
     for node in graph.nodes:
         block = blocks[node.id]
-        if block is None or block.block_type is BlockType.NOTE:
+        if (
+            block is None
+            or block.block_type is BlockType.NOTE
+            or (subset is not None and node.id not in subset)
+        ):
             continue
-        links_in = [lk for lk in inbound.get(node.id, []) if lk.source_id in blocks]
+        links_in = [lk for lk in inbound.get(node.id, []) if _fires(blocks.get(lk.source_id))]
         static = {
             lk.sink_name
             for lk in links_in
@@ -280,7 +302,7 @@ def plan_graph(graph: Graph, registry: BlockRegistry) -> dict[str, _NodePlan]:
         by_pin: dict[str, list[tuple[Link, bool]]] = {}
         dynamic: list[tuple[Link, bool]] = []
         for lk in outbound.get(node.id, []):
-            if blocks.get(lk.sink_id) is None:
+            if not _fires(blocks.get(lk.sink_id)):
                 continue
             # Links out of a static-output block are forced static (AutoGPT does the same).
             entry = (lk, lk.is_static or block.static_output)
@@ -303,6 +325,10 @@ def plan_graph(graph: Graph, registry: BlockRegistry) -> dict[str, _NodePlan]:
     return plans
 
 
+def _fires(block: Block | None) -> bool:
+    return block is not None and block.block_type is not BlockType.NOTE
+
+
 class ReferenceEngine:
     def __init__(
         self,
@@ -322,8 +348,9 @@ class ReferenceEngine:
         inputs: Mapping[str, Any] | None = None,
         options: RunOptions = RunOptions(),
         control: RunControl | None = None,
+        part: GraphPart | None = None,
     ) -> RunResult:
-        return asyncio.run(self.run(graph, inputs or {}, options, control))
+        return asyncio.run(self.run(graph, inputs or {}, options, control, part))
 
     async def run(
         self,
@@ -331,9 +358,10 @@ class ReferenceEngine:
         inputs: Mapping[str, Any],
         options: RunOptions = RunOptions(),
         control: RunControl | None = None,
+        part: GraphPart | None = None,
     ) -> RunResult:
-        """Run a whole graph to the end; a cancelled run returns TERMINATED instead of raising."""
-        run = _Run(self, graph, inputs, options, root=graph)
+        """Run a graph (or a part of it) to the end; a cancelled run returns TERMINATED, not raising."""
+        run = _Run(self, graph, inputs, options, root=graph, part=part)
         task = asyncio.create_task(run.drive())
         if control is not None:
             control._attach(task)
@@ -359,13 +387,15 @@ class _Run:
         options: RunOptions,
         root: Graph,
         on_graph_output: Callable[[str, Any], None] | None = None,
+        part: GraphPart | None = None,
     ) -> None:
         self.engine = engine
         self.graph = graph
         self.root = root
         self.inputs = inputs
         self.options = options
-        self.plans = plan_graph(graph, engine.registry)
+        self.part = part
+        self.plans = plan_graph(graph, engine.registry, part.nodes if part else None)
         self.static_values: dict[str, dict[str, Any]] = {}
         self.waiting: dict[str, list[NodeExecution]] = {}
         self.ready: deque[NodeExecution] = deque()
@@ -438,6 +468,11 @@ class _Run:
             ex = self._new_execution(plan)
             ex.inputs = values
             self._make_ready(plan, ex, masks.get(node_id))
+        if self.part is not None:
+            nodes = self.graph.nodes_by_id
+            for link, value in self.part.deliveries:
+                source = self.engine.registry.get(nodes[link.source_id].block_id)
+                self._deliver(link, value, link.is_static or (source is not None and source.static_output))
 
     # --- rules 2 and 3: arrival of values -----------------------------------------------------------
     def _new_execution(self, plan: _NodePlan) -> NodeExecution:
@@ -451,7 +486,10 @@ class _Run:
 
     def _deliver(self, link: Link, value: Any, is_static: bool) -> None:
         sink = link.sink_id
-        plan = self.plans[sink]
+        plan = self.plans.get(sink)
+        if plan is None:  # the link leaves this part of the graph
+            self.result.outbound.append((link, value))
+            return
         pin = link.sink_name
         statics = self.static_values.setdefault(sink, {}) if plan.static_pins else None
         if is_static and statics is not None:
@@ -488,7 +526,7 @@ class _Run:
         data = {**plan.node.input_default, **ex.inputs}
         if mask:
             data.update(mask)
-        if plan.has_dynamic_inputs:
+        if plan.has_dynamic_inputs or (mask and any(dynamic_pins.is_dynamic(k) for k in mask)):
             data = dynamic_pins.merge(data)
         ex.input_data = data
         try:

@@ -22,6 +22,7 @@ from blocks.sdk import (
 
 class StoreValueBlock(Block):
     id = "1ff065e9-88e8-4358-9d82-8dc91f622ba9"
+    repeated_output_pins = frozenset()
     description = (
         "Forwards the input data as output, or the trigger input when no data is set. "
         "Its output is static: later consumers reuse the latest value."
@@ -49,6 +50,7 @@ class StoreValueBlock(Block):
 
 class NoteBlock(Block):
     id = "cc10ff7b-7753-4ff2-9af6-9399b1a7eddc"
+    repeated_output_pins = frozenset()
     description = "A note on the canvas. The engine never executes it."
     categories = frozenset({BlockCategory.BASIC})
     block_type = BlockType.NOTE
@@ -145,6 +147,7 @@ def convert_value(value: Any, target: TypeOptions | str) -> Any:
 
 class UniversalTypeConverterBlock(Block):
     id = "95d1b990-ce13-4d88-9737-ba5c2070c97b"
+    repeated_output_pins = frozenset()
     description = "Converts a value to a string, number, boolean, list or dictionary."
     categories = frozenset({BlockCategory.BASIC})
 

@@ -51,6 +51,7 @@ def _coerce(value: Any) -> Any:
 
 class ConditionBlock(Block):
     id = "715696a0-e1da-45c8-b209-c2fa9c3b0be6"
+    repeated_output_pins = frozenset()
     description = "Handles conditional logic based on comparison operators"
     categories = frozenset({BlockCategory.LOGIC})
 
@@ -114,6 +115,7 @@ class ConditionBlock(Block):
 
 class IfInputMatchesBlock(Block):
     id = "6dbbc4b3-ca6c-42b6-b508-da52d23e13f2"
+    repeated_output_pins = frozenset()
     description = "Routes to yes_output when the input equals the given value, else to no_output"
     categories = frozenset({BlockCategory.LOGIC})
 

@@ -22,6 +22,7 @@ from blocks.sdk import (
 
 class CreateDictionaryBlock(Block):
     id = "b924ddf4-de4f-4b56-9a85-358930dcbc91"
+    repeated_output_pins = frozenset()
     description = "Creates a dictionary from the given key-value pairs."
     categories = frozenset({BlockCategory.DATA})
 
@@ -48,6 +49,7 @@ class CreateDictionaryBlock(Block):
 
 class AddToDictionaryBlock(Block):
     id = "31d1064e-7446-4693-a7d4-65e5ca1180d1"
+    repeated_output_pins = frozenset()
     description = (
         "Adds `key`: `value` (when the key is set and the value is not None) and every pair of "
         "`entries` to a copy of the dictionary (a new one when none is given)."
@@ -96,6 +98,7 @@ class AddToDictionaryBlock(Block):
 
 class FindInDictionaryBlock(Block):
     id = "0e50422c-6dee-4145-83d6-3a5a392f65de"
+    repeated_output_pins = frozenset()
     description = (
         "Looks up a key in a dictionary (or a JSON string of one), an index in a list, a key across a "
         "list of dictionaries, or an attribute of an object. Outputs `missing` with the input otherwise."
@@ -185,6 +188,7 @@ def _estimate_tokens(value: Any) -> int:
 
 class CreateListBlock(Block):
     id = "a912d5c7-6e00-4542-b2a9-8034136930e4"
+    repeated_output_pins = frozenset({"list"})
     description = (
         "Creates a list of the given values; with `max_size` or `max_tokens`, yields it in chunks "
         "that respect those limits."
@@ -230,6 +234,7 @@ class CreateListBlock(Block):
 
 class AddToListBlock(Block):
     id = "aeb08fc1-2fc1-4141-bc8e-f758f183a822"
+    repeated_output_pins = frozenset()
     description = (
         "Adds `entries` and then `entry` (only when it is truthy) to a copy of the list, at "
         "`position` or at the end (a new list when none is given)."
@@ -278,6 +283,7 @@ class AddToListBlock(Block):
 
 class RemoveFromListBlock(Block):
     id = "d93c5a93-ac7e-41c1-ae5c-ef67e6e9b826"
+    repeated_output_pins = frozenset()
     description = "Removes an item from a list by index (preferred) or by value."
     categories = frozenset({BlockCategory.BASIC})
 
@@ -320,6 +326,7 @@ class RemoveFromListBlock(Block):
 
 class GetListItemBlock(Block):
     id = "262ca24c-1025-43cf-a578-534e23234e97"
+    repeated_output_pins = frozenset()
     description = "Outputs the element at the given 0-based index (negative indices count from the end)."
     categories = frozenset({BlockCategory.BASIC})
 
@@ -347,6 +354,7 @@ class GetListItemBlock(Block):
 
 class ListIsEmptyBlock(Block):
     id = "896ed73b-27d0-41be-813c-c1c1dc856c03"
+    repeated_output_pins = frozenset()
     description = "Checks whether a list is empty."
     categories = frozenset({BlockCategory.BASIC})
 

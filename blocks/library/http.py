@@ -118,6 +118,7 @@ def _normalise_url(url: str) -> httpx.URL:
 
 class SendWebRequestBlock(Block):
     id = "6595ae1f-b924-42cb-9a41-551a0611c4b4"
+    repeated_output_pins = frozenset()
     description = "Make an HTTP request (JSON / form / multipart)."
     categories = frozenset({BlockCategory.OUTPUT})
 

@@ -58,6 +58,7 @@ class _AgentInputBase(Block):
 
 class AgentInputBlock(_AgentInputBase):
     id = "c0a8e994-ebf1-4a9c-a4d8-89d09c86741b"
+    repeated_output_pins = frozenset()
     description = "Provides a graph input: outputs the value passed in (nothing when it is None)."
 
     class Input(_AgentInputFields):
@@ -87,6 +88,7 @@ class AgentInputBlock(_AgentInputBase):
 
 class AgentShortTextInputBlock(_AgentInputBase):
     id = "7fcd3bcb-8e1b-4e69-903d-32d3d4a92158"
+    repeated_output_pins = frozenset()
     description = "Graph input for short (single-line) text."
 
     class Input(_AgentInputFields):
@@ -115,6 +117,7 @@ class AgentShortTextInputBlock(_AgentInputBase):
 
 class AgentLongTextInputBlock(_AgentInputBase):
     id = "90a56ffb-7024-4b2b-ab50-e26c5e5ab8ba"
+    repeated_output_pins = frozenset()
     description = "Graph input for long (multi-line) text."
 
     class Input(_AgentInputFields):
@@ -141,6 +144,7 @@ class AgentLongTextInputBlock(_AgentInputBase):
 
 class AgentNumberInputBlock(_AgentInputBase):
     id = "96dae2bb-97a2-41c2-bd2f-13a3b5a8ea98"
+    repeated_output_pins = frozenset()
     description = "Graph input for a whole number."
 
     class Input(_AgentInputFields):
@@ -160,6 +164,7 @@ class AgentNumberInputBlock(_AgentInputBase):
 
 class AgentDropdownInputBlock(_AgentInputBase):
     id = "655d6fdf-a334-421c-b733-520549c07cd1"
+    repeated_output_pins = frozenset()
     description = "Graph input chosen from a dropdown of `placeholder_values`."
 
     class Input(_AgentInputFields):
@@ -190,6 +195,7 @@ class AgentDropdownInputBlock(_AgentInputBase):
 
 class AgentToggleInputBlock(_AgentInputBase):
     id = "cbf36ab5-df4a-43b6-8a7f-f7ed8652116e"
+    repeated_output_pins = frozenset()
     description = "Graph input for a boolean toggle."
 
     class Input(_AgentInputFields):
@@ -270,6 +276,7 @@ def render_format(fmt: str, values: dict[str, Any], escape_html: bool = False) -
 
 class AgentOutputBlock(Block):
     id = "363ae599-353e-4804-937e-b2ee3cef3da4"
+    repeated_output_pins = frozenset()
     description = (
         "Records a graph output. With `format`, outputs the Jinja template rendered with "
         "{name: value}; otherwise outputs the value and its name."

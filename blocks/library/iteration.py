@@ -28,6 +28,7 @@ def _empty_list() -> list[Any]:
 
 class StepThroughItemsBlock(Block):
     id = "f66a3543-28d3-4ab5-8945-9b336371e2ce"
+    repeated_output_pins = frozenset({"item", "key"})
     description = (
         "Iterates over a list or dictionary (from `items`, `items_object` or the JSON `items_str`, in "
         "that order) and outputs each `item` followed by its `key` (dictionary key or list index)."

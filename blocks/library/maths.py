@@ -42,6 +42,7 @@ def _is_nan(value: Any) -> bool:
 
 class CalculatorBlock(Block):
     id = "b1ab9b19-67a6-406d-abf5-2dba76d00c79"
+    repeated_output_pins = frozenset()
     description = (
         "Performs Add, Subtract, Multiply, Divide or Power on two numbers. Division by zero gives "
         "infinity; any other failure gives NaN."
@@ -86,6 +87,7 @@ class CalculatorBlock(Block):
 
 class CountItemsBlock(Block):
     id = "3c9c2f42-b0c3-435f-ba35-05f7a25c772a"
+    repeated_output_pins = frozenset()
     description = (
         "Counts the items of a collection (list, dictionary, string or other iterable); -1 when the "
         "input cannot be counted."

@@ -46,6 +46,7 @@ def _compile_regex(pattern: str, flags: int) -> re.Pattern[str]:
 
 class MatchTextPatternBlock(Block):
     id = "3060088f-6ed9-4928-9ba7-9c92823a7ccd"
+    repeated_output_pins = frozenset()
     description = (
         "Matches text against a regex pattern and forwards data to positive or negative output "
         "based on the match."
@@ -102,6 +103,7 @@ class MatchTextPatternBlock(Block):
 
 class ExtractTextInformationBlock(Block):
     id = "3146e4fe-2cdd-4f29-bd12-0c9d5bb4deb0"
+    repeated_output_pins = frozenset({"positive"})
     description = "This block extracts the text from the given text using the pattern (regex)."
     categories = frozenset({BlockCategory.TEXT})
 
@@ -255,6 +257,7 @@ def render_template(source: str, values: dict[str, Any], escape_html: bool = Fal
 
 class FillTextTemplateBlock(Block):
     id = "db7d8f02-2f44-4c55-ab7a-eae0941f0c30"
+    repeated_output_pins = frozenset()
     description = "This block formats the given texts using the format template."
     categories = frozenset({BlockCategory.TEXT})
 
@@ -310,6 +313,7 @@ class FillTextTemplateBlock(Block):
 
 class CombineTextsBlock(Block):
     id = "e30a4d42-7b7d-4e6a-b36e-1f9b8e3b7d85"
+    repeated_output_pins = frozenset()
     description = "This block combines multiple input texts into a single output text."
     categories = frozenset({BlockCategory.TEXT})
 

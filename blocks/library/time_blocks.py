@@ -79,6 +79,7 @@ DateFormat = Annotated[
 
 class GetCurrentDateBlock(Block):
     id = "b29c1b50-5d0e-4d9f-8f9d-1b0e6fcbf0b1"
+    repeated_output_pins = frozenset()
     description = "This block outputs the current date with an optional offset."
     categories = frozenset({BlockCategory.TEXT})
 
@@ -178,6 +179,7 @@ DateTimeFormat = Annotated[
 
 class GetCurrentDateAndTimeBlock(Block):
     id = "716a67b3-6760-42e7-86dc-18645c6e00fc"
+    repeated_output_pins = frozenset()
     description = "This block outputs the current date and time."
     categories = frozenset({BlockCategory.TEXT})
 
@@ -258,6 +260,7 @@ class GetCurrentDateAndTimeBlock(Block):
 
 class CountdownTimerBlock(Block):
     id = "d67a9c52-5e4e-11e2-bcfd-0800200c9a71"
+    repeated_output_pins = frozenset({"output_message"})
     description = "This block triggers after a specified duration."
     categories = frozenset({BlockCategory.TEXT})
 

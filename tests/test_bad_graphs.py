@@ -1,0 +1,118 @@
+"""The malformed-input corpus: every bad graph is refused by the real `agentflow` command with a
+message naming the precise problem and where it is, and never with a traceback."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPUS = Path(__file__).resolve().parent / "corpus" / "bad_graphs"
+EXPECTED: dict[str, list[str]] = json.loads((CORPUS / "expected.json").read_text(encoding="utf-8"))
+AGENTFLOW = Path(sys.executable).parent / "agentflow"
+
+TEMPLATE = "db7d8f02-2f44-4c55-ab7a-eae0941f0c30"
+AGENT_INPUT = "c0a8e994-ebf1-4a9c-a4d8-89d09c86741b"
+AGENT_OUTPUT = "363ae599-353e-4804-937e-b2ee3cef3da4"
+
+
+def agentflow(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(AGENTFLOW), *map(str, args)], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+
+
+def assert_no_traceback(proc: subprocess.CompletedProcess[str]) -> None:
+    for stream in (proc.stdout, proc.stderr):
+        assert "Traceback" not in stream, stream
+        assert "internal error" not in stream, stream
+
+
+def test_corpus_is_complete() -> None:
+    files = {p.name for p in CORPUS.iterdir() if p.name != "expected.json"}
+    assert files == set(EXPECTED), "every corpus file needs an expectation and every expectation a file"
+    assert len(files) >= 18
+    assert all(EXPECTED.values()), "every case must expect at least one substring"
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_validate_reports_the_problem_and_where(name: str) -> None:
+    proc = agentflow("validate", CORPUS / name)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 1, output
+    assert_no_traceback(proc)
+    assert proc.stdout.startswith(f"FAIL {CORPUS / name} ("), output
+    missing = [s for s in EXPECTED[name] if s not in output]
+    assert not missing, f"missing {missing!r} in:\n{output}"
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_run_refuses_a_bad_graph(name: str) -> None:
+    proc = agentflow("run", CORPUS / name)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert_no_traceback(proc)
+    assert proc.stdout == "", "nothing may run"
+    assert proc.stderr.startswith("error: "), proc.stderr
+    # The same precise problem as `validate` gives (the file-level summary line aside).
+    missing = [s for s in EXPECTED[name] if s not in proc.stderr and not s.endswith(" problems")]
+    assert not missing, f"missing {missing!r} in:\n{proc.stderr}"
+
+
+def test_many_problems_are_reported_once_each_and_nothing_spurious() -> None:
+    """Load-time and validation problems come together; the link from the unreadable node is not
+    reported again as coming from a missing node."""
+    proc = agentflow("validate", CORPUS / "many_problems.json")
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("  - ")]
+    assert len(lines) == 7, proc.stdout
+    assert len(set(lines)) == 7, proc.stdout
+    assert "missing node broken" not in proc.stdout
+
+
+def _dynamic_pin_graph(sink_pin: str) -> dict[str, object]:
+    return {
+        "id": "g-dynamic",
+        "version": 1,
+        "name": "Dynamic Pin",
+        "nodes": [
+            {"id": "in", "block_id": AGENT_INPUT, "input_default": {"name": "who", "value": "world"}},
+            {"id": "fmt", "block_id": TEMPLATE, "input_default": {"format": "hello {{ key }}"}},
+            {"id": "out", "block_id": AGENT_OUTPUT, "input_default": {"name": "greeting"}},
+        ],
+        "links": [
+            {"id": "l1", "source_id": "in", "source_name": "result", "sink_id": "fmt", "sink_name": sink_pin},
+            {"id": "l2", "source_id": "fmt", "source_name": "output", "sink_id": "out", "sink_name": "value"},
+        ],
+    }
+
+
+def test_a_dynamic_pin_on_an_existing_base_pin_is_fine(tmp_path: Path) -> None:
+    good = tmp_path / "dynamic_ok.json"
+    good.write_text(json.dumps(_dynamic_pin_graph("values_#_key")), encoding="utf-8")
+    proc = agentflow("validate", good)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.startswith("OK"), proc.stdout
+    run = agentflow("run", good, "--json")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert json.loads(run.stdout)["outputs"] == {"greeting": ["hello world"]}
+
+
+def test_the_same_dynamic_pin_on_a_missing_base_pin_is_refused(tmp_path: Path) -> None:
+    bad = tmp_path / "dynamic_bad.json"
+    bad.write_text(json.dumps(_dynamic_pin_graph("nosuch_#_key")), encoding="utf-8")
+    proc = agentflow("validate", bad)
+    assert proc.returncode == 1
+    assert "node fmt (FillTextTemplateBlock): pin 'nosuch_#_key'" in proc.stdout, proc.stdout
+    assert "has no input pin 'nosuch'" in proc.stdout, proc.stdout
+
+
+def test_an_unreadable_file_is_reported_not_raised(tmp_path: Path) -> None:
+    bad = tmp_path / "latin1.json"
+    bad.write_bytes(b'{"name": "caf\xe9"}')
+    proc = agentflow("validate", bad)
+    assert proc.returncode == 1
+    assert_no_traceback(proc)
+    assert f"file {bad}: cannot be read" in proc.stdout, proc.stdout

@@ -1,4 +1,4 @@
-"""The `agentflow` command line: validate, run and inspect agent graphs.
+"""The `agentflow` command line: validate, run, import and inspect agent graphs.
 
 Every failure is a one-line message and a non-zero exit; no traceback reaches the user.
 """
@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from agent_defs.graph import Graph, GraphProblem
+    from agent_defs.store import GraphStore
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -112,6 +113,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"{graph.ref} has no input named {', '.join(map(repr, unknown))}; "
             f"its inputs are: {', '.join(map(repr, known)) or '(none)'}"
         )
+    if args.engine == "dagster":
+        return _run_on_dagster(graph, inputs, args)
     engine = ReferenceEngine(limits=EngineLimits(max_node_executions=args.max_node_executions))
     options = RunOptions(run_id=args.run_id, user_id=args.user)
     result = engine.run_sync(graph, inputs, options)
@@ -132,6 +135,44 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK if result.status.value == "COMPLETED" else EXIT_FAILED
 
 
+def _run_on_dagster(graph: Any, inputs: dict[str, Any], args: argparse.Namespace) -> int:
+    """Compile the graph and execute the job in this process, recorded in the project's instance."""
+    from agent_defs.instance import prepare_dagster_home
+
+    prepare_dagster_home()
+    import logging
+
+    from dagster import DagsterInstance, DagsterInvalidConfigError
+
+    logging.getLogger("dagster").setLevel(logging.WARNING)  # the run's events are in the instance
+
+    from agent_defs.jobs.compiler import compile_graph
+    from agent_defs.jobs.results import read_run_summary
+
+    with DagsterInstance.get() as instance:
+        try:
+            result = compile_graph(graph, console_log_level="WARNING").execute_in_process(
+                instance=instance,
+                run_config={"inputs": inputs, "user_id": args.user},
+                raise_on_error=False,
+            )
+        except DagsterInvalidConfigError as exc:
+            raise CliError(f"{graph.ref}: the inputs do not fit the job's run config:\n{exc}") from None
+        summary = read_run_summary(instance, result.run_id)
+    if args.json:
+        print(json.dumps(summary, default=str))
+    else:
+        print(
+            f"{graph.ref}: {summary['status']} (Dagster run {summary['run_id']}: {summary['dagster_status']})"
+        )
+        for name, values in summary["outputs"].items():
+            for value in values:
+                print(f"  {name} = {json.dumps(value, default=str)}")
+        if summary["node_error_count"]:
+            print(f"  {summary['node_error_count']} node execution(s) failed; see the run in the Dagster UI")
+    return EXIT_OK if summary["status"] == "COMPLETED" else EXIT_FAILED
+
+
 def cmd_blocks(args: argparse.Namespace) -> int:
     from blocks import REGISTRY
 
@@ -146,6 +187,60 @@ def cmd_blocks(args: argparse.Namespace) -> int:
         outs = ", ".join(f"{n}: {t or 'any'}" for n, t in info["outputs"].items())
         print(f"{info['id']}  {info['name']}\n    in:  {ins}\n    out: {outs}")
     return EXIT_OK
+
+
+def _store_for(args: argparse.Namespace) -> GraphStore:
+    from agent_defs.store import DirectoryGraphStore, GraphStoreError, store_from_env
+
+    if args.store_dir:
+        return DirectoryGraphStore(Path(args.store_dir))
+    try:
+        return store_from_env()
+    except GraphStoreError as exc:
+        raise CliError(str(exc)) from None
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from agent_defs.store import GraphStoreError
+
+    store = _store_for(args)
+    worst = EXIT_OK
+    for path in _graph_files(args.paths):
+        graph, problems = check_graph_file(path)
+        if problems or graph is None:
+            worst = EXIT_FAILED
+            print(f"FAIL {path}: {len(problems)} problem{'s' * (len(problems) != 1)}, not stored")
+            for problem in problems:
+                print(f"  - {problem}")
+            continue
+        try:
+            export = json.loads(path.read_text(encoding="utf-8"))  # the checked file, as exported
+            ref = store.save(export)
+        except GraphStoreError as exc:
+            raise CliError(f"{path}: {exc}") from None
+        except (OSError, ValueError) as exc:  # changed on disk since the check
+            worst = EXIT_FAILED
+            print(f"FAIL {path}: {exc}, not stored")
+            continue
+        print(f"stored {graph.name} {ref.graph_id} v{ref.version}" + (" (active)" if ref.active else ""))
+    return worst
+
+
+def cmd_graphs(args: argparse.Namespace) -> int:
+    from agent_defs.store import GraphStoreError
+
+    store = _store_for(args)
+    try:
+        refs, problems = store.refs(), store.problems()
+    except GraphStoreError as exc:
+        raise CliError(str(exc)) from None
+    for ref in refs:
+        print(f"{ref.graph_id}  v{ref.version}  {'active' if ref.active else '      '}  {ref.name}")
+    if problems:
+        print(f"{len(problems)} problem{'s' * (len(problems) != 1)} in the store:")
+        for problem in problems:
+            print(f"  - {problem}")
+    return EXIT_FAILED if problems else EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -164,7 +259,26 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--user", default="local", help="the user the run belongs to")
     run.add_argument("--run-id", default="local-run")
     run.add_argument("--max-node-executions", type=int, default=100_000, metavar="N")
+    run.add_argument(
+        "--engine",
+        choices=("reference", "dagster"),
+        default="reference",
+        help="reference: the reference engine in this process; dagster: the compiled job, recorded in "
+        "the project's Dagster instance",
+    )
     run.set_defaults(func=cmd_run)
+
+    store_help = "use the graph directory DIR instead of the configured store (AGENTFLOW_GRAPH_STORE)"
+    import_ = sub.add_parser(
+        "import", help="validate graph files and store the valid ones; exit 1 if any fails"
+    )
+    import_.add_argument("paths", nargs="+", metavar="PATH", help="graph files or directories of them")
+    import_.add_argument("--store-dir", metavar="DIR", help=store_help)
+    import_.set_defaults(func=cmd_import)
+
+    graphs = sub.add_parser("graphs", help="list stored graph versions and what could not be read")
+    graphs.add_argument("--store-dir", metavar="DIR", help=store_help)
+    graphs.set_defaults(func=cmd_graphs)
 
     blocks = sub.add_parser("blocks", help="list every block with its pins")
     blocks.add_argument("--json", action="store_true")

@@ -77,13 +77,11 @@ def checked_export(export: Mapping[str, Any]) -> tuple[dict[str, Any], Graph]:
     so that nothing unloadable is ever stored."""
     if not isinstance(export, Mapping):
         raise TypeError(f"a graph export must be a JSON object, got {type(export).__name__}")
-    body = json.loads(json.dumps(export))  # deep copy; also proves it is plain JSON
+    body = json.loads(json.dumps(export, allow_nan=False))  # deep copy; proves it is plain JSON
     return body, parse_graph(body, source="export")
 
 
-def choose_version(
-    wanted: int, key: str, stored: Mapping[int, str | None]
-) -> tuple[int, bool]:
+def choose_version(wanted: int, key: str, stored: Mapping[int, str | None]) -> tuple[int, bool]:
     """(version to use, whether it is already stored) for an export with content `key`.
 
     `stored` maps each taken version of the graph id to its content key (None when unknown, e.g. two

@@ -65,6 +65,9 @@ class DirectoryGraphStore:
         # changes, so listing and then loading many graphs does not re-read every file each time.
         self._cache: dict[Path, tuple[tuple[int, int, int], _Header | str]] = {}
         self._cache_lock = threading.Lock()
+        # The latest listing: loads look files up here and list again only on a miss, so loading
+        # every graph costs one listing, not one per graph.
+        self._last: _Scan | None = None
 
     def __repr__(self) -> str:
         return f"DirectoryGraphStore({str(self.root)!r})"
@@ -135,7 +138,8 @@ class DirectoryGraphStore:
                 )
         problems.sort(key=lambda p: p.graph)
         flags = {key: headers[path].flagged_active for key, path in files.items()}
-        return _Scan(headers, problems, files, active_versions(flags))
+        self._last = _Scan(headers, problems, files, active_versions(flags))
+        return self._last
 
     def refs(self) -> list[GraphRef]:
         scan = self._scan()
@@ -154,25 +158,30 @@ class DirectoryGraphStore:
     def problems(self) -> list[GraphProblem]:
         return self._scan().problems
 
+    def _read(self, graph_id: str, version: int) -> tuple[dict[str, Any], Path, bool]:
+        """(the export, its file, whether it is active), from the latest listing if it still holds."""
+        for scan in (self._last, None):
+            scan = scan or self._scan()
+            path = scan.files.get((graph_id, version))
+            if path is None:
+                continue
+            try:
+                data = orjson.loads(path.read_bytes())
+            except (OSError, orjson.JSONDecodeError):
+                continue
+            if isinstance(data, dict) and (data.get("id"), data.get("version", 1)) == (graph_id, version):
+                return data, path, (graph_id, version) in scan.active
+        raise GraphNotFound(graph_id, version, f"directory {self.root}")
+
     def load_raw(self, graph_id: str, version: int) -> dict[str, Any]:
         """The stored export, with `is_active` set to what this store considers active."""
-        scan = self._scan()
-        path = scan.files.get((graph_id, version))
-        if path is None:
-            raise GraphNotFound(graph_id, version, f"directory {self.root}")
-        try:
-            data = orjson.loads(path.read_bytes())
-        except (OSError, orjson.JSONDecodeError):
-            data = None
-        if not isinstance(data, dict) or (data.get("id"), data.get("version", 1)) != (graph_id, version):
-            # Changed or removed between the listing and this read.
-            raise GraphNotFound(graph_id, version, f"directory {self.root}")
-        data["is_active"] = (graph_id, version) in scan.active
+        data, _, active = self._read(graph_id, version)
+        data["is_active"] = active
         return data
 
     def load(self, graph_id: str, version: int) -> Graph:
-        path = self._scan().files.get((graph_id, version))
-        return parse_graph(self.load_raw(graph_id, version), source=f"file {path}")
+        data, path, _ = self._read(graph_id, version)
+        return parse_graph(data, source=f"file {path}")
 
     # --- writing -------------------------------------------------------------------------------------
 
@@ -219,7 +228,9 @@ class DirectoryGraphStore:
                 # The same graph again: nothing is written, activation is left as it is.
                 ref_key = (graph.id, version)
                 path = scan.files[ref_key]
-                return GraphRef(graph.id, version, scan.headers[path].name, ref_key in scan.active, f"file {path}")
+                return GraphRef(
+                    graph.id, version, scan.headers[path].name, ref_key in scan.active, f"file {path}"
+                )
             body["version"] = version
             body["is_active"] = True
             target = self._free_name(graph, version, body)
@@ -229,6 +240,7 @@ class DirectoryGraphStore:
                     data = orjson.loads(path.read_bytes())
                     data["is_active"] = False
                     self._write(path, data, replace=True)
+            self._last = None  # the listing no longer says which version is active
         return GraphRef(graph.id, version, graph.name, True, f"file {target}")
 
     def _content_key(self, path: Path) -> str | None:

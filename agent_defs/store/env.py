@@ -27,7 +27,9 @@ def store_from_env() -> GraphStore:
 
         dsn = os.environ.get(DATABASE_VAR, "").strip()
         if not dsn:
-            raise GraphStoreError(f"{STORE_VAR}=postgres needs {DATABASE_VAR} (a libpq DSN or postgresql:// URL)")
+            raise GraphStoreError(
+                f"{STORE_VAR}=postgres needs {DATABASE_VAR} (a libpq DSN or postgresql:// URL)"
+            )
         return PostgresGraphStore(dsn)
     raise GraphStoreError(
         f"{STORE_VAR}={os.environ[STORE_VAR]!r} is not a graph store; use 'directory' or 'postgres'"

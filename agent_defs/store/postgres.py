@@ -84,30 +84,22 @@ class PostgresGraphStore:
         conn.close()
 
     @contextmanager
-    def _transaction(self) -> Iterator[psycopg2.extensions.cursor]:
+    def _transaction(self, ensure_schema: bool = True) -> Iterator[psycopg2.extensions.cursor]:
         """A cursor in one transaction: committed on success, rolled back on any error."""
-        self._ensure_schema()
+        if ensure_schema and not self._schema_ready:
+            with self._transaction(ensure_schema=False) as cur:
+                cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_LOCK_CLASS, _SCHEMA_LOCK))
+                cur.execute(_SCHEMA_SQL)
+            self._schema_ready = True
         conn = self._connect()
         try:
             with conn, conn.cursor() as cur:
                 yield cur
-        except psycopg2.OperationalError as exc:
-            conn.close()
+        except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
+            conn.close()  # a broken connection is never reused
             raise GraphStoreError(f"graph store database error: {str(exc).strip()}") from None
         finally:
             self._release(conn)
-
-    def _ensure_schema(self) -> None:
-        if self._schema_ready:
-            return
-        conn = self._connect()
-        try:
-            with conn, conn.cursor() as cur:
-                cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_LOCK_CLASS, _SCHEMA_LOCK))
-                cur.execute(_SCHEMA_SQL)
-        finally:
-            self._release(conn)
-        self._schema_ready = True
 
     def close(self) -> None:
         with self._lock:

@@ -1,0 +1,331 @@
+"""Compiles a stored graph version into a Dagster job (one op per node where exact, region ops else).
+
+Every op runs its node(s) with the reference engine (`GraphPart`), so the compiled job and the
+engine agree by construction; what the compiler decides is only where the step boundaries are.
+"""
+
+import json
+import logging
+from collections.abc import Iterator, Mapping
+from typing import Any, NamedTuple
+
+from dagster import Any as DagsterAny
+from dagster import (
+    DependencyDefinition,
+    Failure,
+    GraphDefinition,
+    In,
+    JobDefinition,
+    MultiDependencyDefinition,
+    OpDefinition,
+    OpExecutionContext,
+    Out,
+    Output,
+    colored_console_logger,
+    in_process_executor,
+    mem_io_manager,
+)
+
+from agent_defs.compile.plan import CompilePlan, OpKind, OpPlan, identifier, plan_compile
+from agent_defs.engine import EngineLimits, GraphPart, ReferenceEngine, RunOptions, RunResult, RunStatus
+from agent_defs.graph.model import Graph, Link
+from agent_defs.jobs.run_config import OP_CONFIG_SCHEMA, job_config_mapping
+
+log = logging.getLogger(__name__)
+
+START_OP = "agentflow_start"
+SUMMARY_OP = "agentflow_run_summary"
+TAG_PREFIX = "agentflow/"
+MAX_METADATA_CHARS = 4_000
+
+
+class PinValues(NamedTuple):
+    """What travels on a Dagster edge: the link's source (so a region's inbox can route it) and every
+    value that pin yielded, in order (one, unless the pin is a repeated one feeding a region)."""
+
+    source_id: str
+    source_name: str
+    values: tuple[Any, ...]
+
+
+def job_name(graph: Graph) -> str:
+    return identifier(f"{graph.name}_v{graph.version}", "graph")
+
+
+def _truncate(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= MAX_METADATA_CHARS else text[: MAX_METADATA_CHARS - 3] + "..."
+
+
+def _execution_metadata(result: RunResult, output_nodes: frozenset[str]) -> dict[str, Any]:
+    """This op's node executions, and the graph outputs they produced stamped with their end time
+    (so the summary can order outputs from several ops as they happened)."""
+    executions = [
+        {
+            **e.summary(),
+            "outputs": [[pin, value] for pin, value in e.outputs],
+            "ended_at": e.ended_at,
+        }
+        for e in result.executions
+    ]
+    return {
+        "node_executions": executions,
+        "skipped": [
+            {"node_id": s.node_id, "block": s.block_name, "reason": s.reason} for s in result.skipped
+        ],
+        "graph_outputs": [
+            [e.ended_at, str((e.input_data or {}).get("name")), value]
+            for e in result.executions
+            for pin, value in e.outputs
+            if pin == "output" and e.node_id in output_nodes
+        ],
+    }
+
+
+class _OpRunner:
+    """The compute function of one op: deliver the inputs, run the part, yield what left it."""
+
+    def __init__(
+        self, graph: Graph, op: OpPlan, engine: ReferenceEngine, output_nodes: frozenset[str]
+    ) -> None:
+        self.graph = graph
+        self.op = op
+        self.engine = engine
+        self.output_nodes = output_nodes & op.nodes
+        self.inbound_by_source: dict[tuple[str, str], list[Link]] = {}
+        for link in op.inbound:
+            self.inbound_by_source.setdefault((link.source_id, link.source_name), []).append(link)
+
+    def deliveries(self, inputs: Mapping[str, Any]) -> list[tuple[Link, Any]]:
+        if self.op.kind is OpKind.NODE:
+            return [(link, inputs[name].values[0]) for name, link in self.op.inputs.items() if name in inputs]
+        delivered: list[tuple[Link, Any]] = []
+        for item in inputs.get("inbox", []):
+            if isinstance(item, PinValues):
+                links = self.inbound_by_source.get((item.source_id, item.source_name), [])
+                delivered.extend((link, value) for value in item.values for link in links)
+        return delivered
+
+    def __call__(self, context: OpExecutionContext, inputs: Mapping[str, Any]) -> Iterator[Output[Any]]:
+        config = context.op_config
+        options = RunOptions(
+            run_id=context.run_id,
+            user_id=config["user_id"],
+            input_masks=config["input_masks"],
+        )
+        part = GraphPart(self.op.nodes, self.deliveries(inputs))
+        result = self.engine.run_sync(self.graph, config["inputs"], options, part=part)
+        details = _execution_metadata(result, self.output_nodes)
+        for execution in result.executions:
+            message = (
+                f"node {execution.node_id} ({execution.block_name}) {execution.status.value} "
+                f"in {execution.walltime * 1000:.1f} ms, in {execution.input_size} B, "
+                f"out {execution.output_size} B, cost {execution.cost}"
+            )
+            if execution.error is not None:
+                context.log.error(f"{message}: {execution.error}")
+            else:
+                context.log.info(message)
+        for skipped in result.skipped:
+            context.log.warning(f"node {skipped.node_id} ({skipped.block_name}) not run: {skipped.reason}")
+        if result.status is not RunStatus.COMPLETED:
+            raise Failure(
+                description=f"{self.op.name}: {result.status.value}: {result.error}",
+                metadata={"node_executions": _truncate(details["node_executions"])},
+            )
+        # Several links from one (node, pin) share its output: take each yielded value once.
+        fired: dict[str, list[Any]] = {}
+        first_link: dict[str, str] = {}
+        for link, value in result.outbound:
+            output_name = self.op.outputs[(link.source_id, link.source_name)]
+            if first_link.setdefault(output_name, link.id) == link.id:
+                fired.setdefault(output_name, []).append(value)
+        for (source_id, source_name), output_name in self.op.outputs.items():
+            if output_name in fired:
+                yield Output(PinValues(source_id, source_name, tuple(fired[output_name])), output_name)
+        yield Output(
+            details,
+            "result",
+            metadata={
+                "node_executions": len(result.executions),
+                "node_errors": result.node_error_count,
+                "cost": result.cost,
+                "walltime_ms": round(sum(e.walltime for e in result.executions) * 1000, 3),
+                "input_bytes": sum(e.input_size for e in result.executions),
+                "output_bytes": sum(e.output_size for e in result.executions),
+                "executions": _truncate(details["node_executions"]),
+                "graph_outputs": _truncate({name: value for _, name, value in details["graph_outputs"]}),
+            },
+        )
+
+
+def _summary_op(graph: Graph) -> OpDefinition:
+    def summarize(context: OpExecutionContext, inputs: Mapping[str, Any]) -> Iterator[Output[Any]]:
+        outputs: list[tuple[float, str, Any]] = []
+        counts: dict[str, int] = {}
+        failed: dict[str, int] = {}
+        errors = executions = 0
+        for details in inputs.get("results", []):
+            if not isinstance(details, dict):
+                continue
+            outputs.extend(tuple(item) for item in details["graph_outputs"])  # type: ignore[misc]
+            for e in details["node_executions"]:
+                if e["status"] in ("COMPLETED", "FAILED"):
+                    counts[e["node_id"]] = counts.get(e["node_id"], 0) + 1
+                    executions += 1
+                    if e["status"] == "FAILED":
+                        errors += 1
+                        failed[e["node_id"]] = failed.get(e["node_id"], 0) + 1
+        graph_outputs: dict[str, list[Any]] = {}
+        for _, name, value in sorted(outputs, key=lambda item: item[0]):
+            graph_outputs.setdefault(name, []).append(value)
+        context.instance.add_run_tags(context.run_id, {f"{TAG_PREFIX}node_error_count": str(errors)})
+        if errors:
+            context.log.error(
+                f"{errors} node execution(s) failed; the run goes on as AutoGPT's does (rule 6)"
+            )
+        yield Output(
+            graph_outputs,
+            "outputs",
+            metadata={
+                "graph_outputs": json.dumps(graph_outputs, default=str),
+                "node_executions": executions,
+                "node_execution_counts": json.dumps(counts),
+                "failed_nodes": json.dumps(failed),
+                "node_error_count": errors,
+            },
+        )
+
+    return OpDefinition(
+        name=SUMMARY_OP,
+        ins={"results": In(DagsterAny)},
+        outs={"outputs": Out(DagsterAny)},
+        compute_fn=summarize,
+        description=f"Collects the outputs of {graph.name} (name -> list) and its node error count.",
+        tags={f"{TAG_PREFIX}kind": "summary"},
+    )
+
+
+def _start_op() -> OpDefinition:
+    def start(context: OpExecutionContext, inputs: Mapping[str, Any]) -> Iterator[Output[Any]]:
+        yield Output(None, "go")
+
+    return OpDefinition(
+        name=START_OP,
+        outs={"go": Out(DagsterAny)},
+        compute_fn=start,
+        description="Always runs, so that region and summary steps run even when no input fired.",
+    )
+
+
+def _op_definition(
+    graph: Graph, op: OpPlan, engine: ReferenceEngine, output_nodes: frozenset[str]
+) -> OpDefinition:
+    nodes = graph.nodes_by_id
+    if op.kind is OpKind.NODE:
+        ins = {name: In(DagsterAny, description=f"pin {link.sink_name}") for name, link in op.inputs.items()}
+        (node_id,) = op.nodes
+        tags = {f"{TAG_PREFIX}node_id": node_id, f"{TAG_PREFIX}block_id": nodes[node_id].block_id}
+        description = f"Node {node_id} ({nodes[node_id].label or nodes[node_id].block_id})"
+    else:
+        ins = {"inbox": In(DagsterAny, description="values arriving from other ops")} if op.inbound else {}
+        ordered = sorted(op.nodes)
+        tags = {
+            f"{TAG_PREFIX}node_ids": ",".join(ordered),
+            f"{TAG_PREFIX}block_ids": ",".join(sorted({nodes[n].block_id for n in ordered})),
+        }
+        description = f"{op.kind.value} op: {len(op.nodes)} nodes run by the reference engine"
+    outs = {name: Out(DagsterAny, is_required=False) for name in op.outputs.values()}
+    outs["result"] = Out(DagsterAny, description="this op's node executions (also as metadata)")
+    return OpDefinition(
+        name=op.name,
+        ins=ins,
+        outs=outs,
+        compute_fn=_OpRunner(graph, op, engine, output_nodes),
+        config_schema=OP_CONFIG_SCHEMA,
+        description=description,
+        tags={**tags, f"{TAG_PREFIX}kind": op.kind.value},
+    )
+
+
+def compile_graph(
+    graph: Graph,
+    fused: bool | None = None,
+    engine: ReferenceEngine | None = None,
+    console_log_level: str = "INFO",
+) -> JobDefinition:
+    """The Dagster job for one stored graph version."""
+    from agent_defs.graph.io_nodes import block_type_of
+    from blocks import BlockType
+
+    if fused is None:
+        fused = compile_mode(graph) == "fused"
+    engine = engine or ReferenceEngine(limits=EngineLimits())
+    plan = plan_compile(graph, fused=fused)
+    output_nodes = frozenset(n.id for n in graph.nodes if block_type_of(n) is BlockType.OUTPUT)
+    op_defs = [_op_definition(graph, op, engine, output_nodes) for op in plan.ops]
+    needs_start = _needs_start(plan)
+    deps = _dependencies(plan, needs_start)
+    if needs_start:
+        op_defs.append(_start_op())
+    op_defs.append(_summary_op(graph))
+    start = [DependencyDefinition(START_OP, "go")] if needs_start else []
+    summary_sources = start + [DependencyDefinition(op.name, "result") for op in plan.ops]
+    deps[SUMMARY_OP] = {"results": MultiDependencyDefinition(summary_sources)}
+    graph_def = GraphDefinition(
+        name=job_name(graph),
+        node_defs=op_defs,
+        dependencies=deps,
+        description=graph.description or graph.name,
+    )
+    return graph_def.to_job(
+        config=job_config_mapping(graph, [op.name for op in plan.ops]),
+        executor_def=in_process_executor,
+        resource_defs={"io_manager": mem_io_manager},
+        # The config mapping owns the run config's root, so the console level is set here.
+        logger_defs={"console": colored_console_logger.configured({"log_level": console_log_level})},
+        tags={
+            f"{TAG_PREFIX}graph_id": graph.id,
+            f"{TAG_PREFIX}graph_version": str(graph.version),
+            f"{TAG_PREFIX}compile_mode": "fused" if fused else "per_node",
+        },
+    )
+
+
+def compile_mode(graph: Graph) -> str:
+    """The compile mode stored with the graph: `{"agentflow": {"compile": "fused"}}` in the export."""
+    settings = graph.extra.get("agentflow")
+    mode = settings.get("compile") if isinstance(settings, Mapping) else None
+    return mode if mode in ("fused", "per_node") else "per_node"
+
+
+def _needs_start(plan: CompilePlan) -> bool:
+    """A step with no inputs always runs; without one, the summary's fan-in could be wholly skipped."""
+    regions_with_inputs = any(op.kind is not OpKind.NODE and op.inbound for op in plan.ops)
+    always_runs = any(not op.inbound for op in plan.ops)
+    return regions_with_inputs or not always_runs
+
+
+def _dependencies(plan: CompilePlan, with_start: bool) -> dict[str, dict[str, Any]]:
+    deps: dict[str, dict[str, Any]] = {}
+    for op in plan.ops:
+        if op.kind is OpKind.NODE:
+            deps[op.name] = {
+                name: DependencyDefinition(plan.op_of_node[link.source_id], _output_of(plan, link))
+                for name, link in op.inputs.items()
+            }
+        elif op.inbound:
+            # The start op keeps a region's fan-in from being skipped when none of its inputs fired.
+            sources = [DependencyDefinition(START_OP, "go")] if with_start else []
+            seen: set[tuple[str, str]] = set()
+            for link in op.inbound:
+                key = (plan.op_of_node[link.source_id], _output_of(plan, link))
+                if key not in seen:
+                    seen.add(key)
+                    sources.append(DependencyDefinition(*key))
+            deps[op.name] = {"inbox": MultiDependencyDefinition(sources)}
+    return deps
+
+
+def _output_of(plan: CompilePlan, link: Link) -> str:
+    return plan.op(plan.op_of_node[link.source_id]).outputs[(link.source_id, link.source_name)]

@@ -1,0 +1,59 @@
+"""Run config of a compiled job: the graph's inputs as a typed form, plus the user and input masks.
+
+The launchpad shows the job-level schema (one field per graph input, with its type, default and
+description); a config mapping hands every op the same small dict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from dagster import Any as DagsterAny
+from dagster import Bool, ConfigMapping, Field, Float, Int, Permissive, Shape, String
+
+from agent_defs.graph.io_nodes import graph_input_spec
+from agent_defs.graph.model import Graph
+
+OP_CONFIG_SCHEMA = {
+    "inputs": Field(Permissive(), default_value={}),
+    "user_id": Field(String, default_value="local"),
+    "input_masks": Field(Permissive(), default_value={}),
+}
+
+_DAGSTER_TYPES = {"string": String, "integer": Int, "number": Float, "boolean": Bool}
+
+
+def _input_field(spec: dict[str, Any]) -> Field:
+    config_type = _DAGSTER_TYPES.get(spec["type"] or "", DagsterAny)
+    description = spec["description"] or None
+    if spec["default"] is None:
+        return Field(config_type, is_required=True, description=description)
+    return Field(config_type, default_value=spec["default"], is_required=False, description=description)
+
+
+def job_config_schema(graph: Graph) -> dict[str, Field]:
+    inputs = {name: _input_field(spec) for name, spec in graph_input_spec(graph).items()}
+    return {
+        "inputs": Field(Shape(inputs), description="The graph's inputs, by input node name")
+        if any(f.is_required for f in inputs.values())
+        else Field(Shape(inputs), default_value={}, is_required=False, description="The graph's inputs"),
+        "user_id": Field(String, default_value="local", description="The user the run belongs to"),
+        "input_masks": Field(
+            Permissive(),
+            default_value={},
+            description="Per-node input overrides: {node_id: {pin: value}}",
+        ),
+    }
+
+
+def job_config_mapping(graph: Graph, op_names: Sequence[str]) -> ConfigMapping:
+    def to_ops(config: dict[str, Any]) -> dict[str, Any]:
+        op_config = {
+            "inputs": config.get("inputs") or {},
+            "user_id": config["user_id"],
+            "input_masks": config.get("input_masks") or {},
+        }
+        return {"ops": {name: {"config": op_config} for name in op_names}}
+
+    return ConfigMapping(config_schema=job_config_schema(graph), config_fn=to_ops)

@@ -17,6 +17,7 @@ from dagster import (
     In,
     JobDefinition,
     MultiDependencyDefinition,
+    NodeInvocation,
     OpDefinition,
     OpExecutionContext,
     Out,
@@ -29,7 +30,7 @@ from dagster import (
 from agent_defs.compile.plan import CompilePlan, OpKind, OpPlan, identifier, plan_compile
 from agent_defs.engine import EngineLimits, GraphPart, ReferenceEngine, RunOptions, RunResult, RunStatus
 from agent_defs.graph.model import Graph, Link
-from agent_defs.jobs.run_config import OP_CONFIG_SCHEMA, job_config_mapping
+from agent_defs.jobs.run_config import RUN_RESOURCE_KEY, AgentRunParams, job_config_mapping
 
 log = logging.getLogger(__name__)
 
@@ -107,14 +108,10 @@ class _OpRunner:
         return delivered
 
     def __call__(self, context: OpExecutionContext, inputs: Mapping[str, Any]) -> Iterator[Output[Any]]:
-        config = context.op_config
-        options = RunOptions(
-            run_id=context.run_id,
-            user_id=config["user_id"],
-            input_masks=config["input_masks"],
-        )
+        params: AgentRunParams = getattr(context.resources, RUN_RESOURCE_KEY)
+        options = RunOptions(run_id=context.run_id, user_id=params.user_id, input_masks=params.input_masks)
         part = GraphPart(self.op.nodes, self.deliveries(inputs))
-        result = self.engine.run_sync(self.graph, config["inputs"], options, part=part)
+        result = self.engine.run_sync(self.graph, params.inputs, options, part=part)
         details = _execution_metadata(result, self.output_nodes)
         for execution in result.executions:
             message = (
@@ -159,7 +156,7 @@ class _OpRunner:
         )
 
 
-def _summary_op(graph: Graph) -> OpDefinition:
+def _summary_op() -> OpDefinition:
     def summarize(context: OpExecutionContext, inputs: Mapping[str, Any]) -> Iterator[Output[Any]]:
         outputs: list[tuple[float, str, Any]] = []
         counts: dict[str, int] = {}
@@ -201,7 +198,7 @@ def _summary_op(graph: Graph) -> OpDefinition:
         ins={"results": In(DagsterAny)},
         outs={"outputs": Out(DagsterAny)},
         compute_fn=summarize,
-        description=f"Collects the outputs of {graph.name} (name -> list) and its node error count.",
+        description="Collects the graph's outputs (name -> list) and its node error count.",
         tags={f"{TAG_PREFIX}kind": "summary"},
     )
 
@@ -218,8 +215,12 @@ def _start_op() -> OpDefinition:
     )
 
 
+def _alias(definition_name: str, prefix: str) -> str:
+    return definition_name.removeprefix(prefix)
+
+
 def _op_definition(
-    graph: Graph, op: OpPlan, engine: ReferenceEngine, output_nodes: frozenset[str]
+    graph: Graph, op: OpPlan, engine: ReferenceEngine, output_nodes: frozenset[str], prefix: str
 ) -> OpDefinition:
     nodes = graph.nodes_by_id
     if op.kind is OpKind.NODE:
@@ -238,11 +239,11 @@ def _op_definition(
     outs = {name: Out(DagsterAny, is_required=False) for name in op.outputs.values()}
     outs["result"] = Out(DagsterAny, description="this op's node executions (also as metadata)")
     return OpDefinition(
-        name=op.name,
+        name=prefix + op.name,
         ins=ins,
         outs=outs,
         compute_fn=_OpRunner(graph, op, engine, output_nodes),
-        config_schema=OP_CONFIG_SCHEMA,
+        required_resource_keys={RUN_RESOURCE_KEY},
         description=description,
         tags={**tags, f"{TAG_PREFIX}kind": op.kind.value},
     )
@@ -263,27 +264,34 @@ def compile_graph(
     engine = engine or ReferenceEngine(limits=EngineLimits())
     plan = plan_compile(graph, fused=fused)
     output_nodes = frozenset(n.id for n in graph.nodes if block_type_of(n) is BlockType.OUTPUT)
-    op_defs = [_op_definition(graph, op, engine, output_nodes) for op in plan.ops]
+    name = job_name(graph)
+    prefix = f"{name}__"
+    op_defs = [_op_definition(graph, op, engine, output_nodes, prefix) for op in plan.ops]
     needs_start = _needs_start(plan)
     deps = _dependencies(plan, needs_start)
     if needs_start:
-        op_defs.append(_start_op())
-    op_defs.append(_summary_op(graph))
+        op_defs.append(START)
+    op_defs.append(SUMMARY)
     start = [DependencyDefinition(START_OP, "go")] if needs_start else []
     summary_sources = start + [DependencyDefinition(op.name, "result") for op in plan.ops]
     deps[SUMMARY_OP] = {"results": MultiDependencyDefinition(summary_sources)}
+    # Op definition names must be unique across the code location, so each carries its job's name;
+    # the node keeps the readable name (block + label) through an alias.
+    invocations: dict[NodeInvocation, dict[str, Any]] = {
+        NodeInvocation(d.name, alias=_alias(d.name, prefix)): deps.get(_alias(d.name, prefix), {})
+        for d in op_defs
+    }
     graph_def = GraphDefinition(
-        name=job_name(graph),
+        name=name,
         node_defs=op_defs,
-        dependencies=deps,
+        dependencies=invocations,
         description=graph.description or graph.name,
     )
     return graph_def.to_job(
-        config=job_config_mapping(graph, [op.name for op in plan.ops]),
+        config=job_config_mapping(graph, console_log_level),
         executor_def=in_process_executor,
-        resource_defs={"io_manager": mem_io_manager},
-        # The config mapping owns the run config's root, so the console level is set here.
-        logger_defs={"console": colored_console_logger.configured({"log_level": console_log_level})},
+        resource_defs={"io_manager": mem_io_manager, RUN_RESOURCE_KEY: AgentRunParams()},
+        logger_defs={"console": colored_console_logger},
         tags={
             f"{TAG_PREFIX}graph_id": graph.id,
             f"{TAG_PREFIX}graph_version": str(graph.version),
@@ -329,3 +337,8 @@ def _dependencies(plan: CompilePlan, with_start: bool) -> dict[str, dict[str, An
 
 def _output_of(plan: CompilePlan, link: Link) -> str:
     return plan.op(plan.op_of_node[link.source_id]).outputs[(link.source_id, link.source_name)]
+
+
+# Identical in every job, so one definition each is shared by all of them.
+START = _start_op()
+SUMMARY = _summary_op()

@@ -6,20 +6,25 @@ description); a config mapping hands every op the same small dict.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from dagster import Any as DagsterAny
-from dagster import Bool, ConfigMapping, Field, Float, Int, Permissive, Shape, String
+from dagster import Bool, ConfigMapping, ConfigurableResource, Field, Float, Int, Permissive, Shape, String
 
 from agent_defs.graph.io_nodes import graph_input_spec
 from agent_defs.graph.model import Graph
 
-OP_CONFIG_SCHEMA = {
-    "inputs": Field(Permissive(), default_value={}),
-    "user_id": Field(String, default_value="local"),
-    "input_masks": Field(Permissive(), default_value={}),
-}
+RUN_RESOURCE_KEY = "agent_run"
+
+
+class AgentRunParams(ConfigurableResource):
+    """One run's parameters, shared by all its ops. A resource rather than op config: one config
+    schema for the whole code location instead of one per op keeps compiling 1,000 graphs cheap."""
+
+    inputs: dict[str, Any] = {}
+    user_id: str = "local"
+    input_masks: dict[str, dict[str, Any]] = {}
+
 
 _DAGSTER_TYPES = {"string": String, "integer": Int, "number": Float, "boolean": Bool}
 
@@ -47,13 +52,17 @@ def job_config_schema(graph: Graph) -> dict[str, Field]:
     }
 
 
-def job_config_mapping(graph: Graph, op_names: Sequence[str]) -> ConfigMapping:
-    def to_ops(config: dict[str, Any]) -> dict[str, Any]:
-        op_config = {
+def job_config_mapping(graph: Graph, console_log_level: str = "INFO") -> ConfigMapping:
+    def to_run_config(config: dict[str, Any]) -> dict[str, Any]:
+        params = {
             "inputs": config.get("inputs") or {},
             "user_id": config["user_id"],
             "input_masks": config.get("input_masks") or {},
         }
-        return {"ops": {name: {"config": op_config} for name in op_names}}
+        return {
+            "resources": {RUN_RESOURCE_KEY: {"config": params}},
+            # The mapping owns the whole run config, so the console logger is configured here.
+            "loggers": {"console": {"config": {"log_level": console_log_level}}},
+        }
 
-    return ConfigMapping(config_schema=job_config_schema(graph), config_fn=to_ops)
+    return ConfigMapping(config_schema=job_config_schema(graph), config_fn=to_run_config)

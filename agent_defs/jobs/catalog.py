@@ -59,12 +59,12 @@ def build_catalog(store: GraphStore) -> JobCatalog:
         name = job_name(graph)
         if name in catalog.jobs:
             name = f"{name}_{graph.id.replace('-', '')[:8]}"
-        catalog.jobs[name] = _lazy(graph)
+        catalog.jobs[name] = _lazy(graph, name)
         catalog.refs[name] = ref
     for problem in catalog.problems:
         log.warning("graph skipped: %s", problem)
     return catalog
 
 
-def _lazy(graph: Graph) -> Callable[[], JobDefinition]:
-    return lambda: compile_graph(graph)
+def _lazy(graph: Graph, name: str) -> Callable[[], JobDefinition]:
+    return lambda: compile_graph(graph, name=name)

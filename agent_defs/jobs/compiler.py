@@ -4,6 +4,7 @@ Every op runs its node(s) with the reference engine (`GraphPart`), so the compil
 engine agree by construction; what the compiler decides is only where the step boundaries are.
 """
 
+import hashlib
 import json
 import logging
 from collections.abc import Iterator, Mapping
@@ -11,6 +12,7 @@ from typing import Any, NamedTuple
 
 from dagster import Any as DagsterAny
 from dagster import (
+    DagsterEventType,
     DependencyDefinition,
     Failure,
     GraphDefinition,
@@ -18,6 +20,7 @@ from dagster import (
     JobDefinition,
     MultiDependencyDefinition,
     NodeInvocation,
+    Nothing,
     OpDefinition,
     OpExecutionContext,
     Out,
@@ -31,6 +34,7 @@ from agent_defs.compile.plan import CompilePlan, OpKind, OpPlan, identifier, pla
 from agent_defs.engine import EngineLimits, GraphPart, ReferenceEngine, RunOptions, RunResult, RunStatus
 from agent_defs.graph.model import Graph, Link
 from agent_defs.jobs.run_config import RUN_RESOURCE_KEY, AgentRunParams, job_config_mapping
+from blocks import REGISTRY
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +42,7 @@ START_OP = "agentflow_start"
 SUMMARY_OP = "agentflow_run_summary"
 TAG_PREFIX = "agentflow/"
 MAX_METADATA_CHARS = 4_000
+DETAILS_KEY = "agentflow_details"
 
 
 class PinValues(NamedTuple):
@@ -113,18 +118,7 @@ class _OpRunner:
         part = GraphPart(self.op.nodes, self.deliveries(inputs))
         result = self.engine.run_sync(self.graph, params.inputs, options, part=part)
         details = _execution_metadata(result, self.output_nodes)
-        for execution in result.executions:
-            message = (
-                f"node {execution.node_id} ({execution.block_name}) {execution.status.value} "
-                f"in {execution.walltime * 1000:.1f} ms, in {execution.input_size} B, "
-                f"out {execution.output_size} B, cost {execution.cost}"
-            )
-            if execution.error is not None:
-                context.log.error(f"{message}: {execution.error}")
-            else:
-                context.log.info(message)
-        for skipped in result.skipped:
-            context.log.warning(f"node {skipped.node_id} ({skipped.block_name}) not run: {skipped.reason}")
+        _log_executions(context, result, completed=self.op.kind is not OpKind.NODE)
         if result.status is not RunStatus.COMPLETED:
             raise Failure(
                 description=f"{self.op.name}: {result.status.value}: {result.error}",
@@ -137,23 +131,67 @@ class _OpRunner:
             output_name = self.op.outputs[(link.source_id, link.source_name)]
             if first_link.setdefault(output_name, link.id) == link.id:
                 fired.setdefault(output_name, []).append(value)
+        metadata = {
+            "node_executions": len(result.executions),
+            "node_errors": result.node_error_count,
+            "cost": result.cost,
+            "walltime_ms": round(sum(e.walltime for e in result.executions) * 1000, 3),
+            "input_bytes": sum(e.input_size for e in result.executions),
+            "output_bytes": sum(e.output_size for e in result.executions),
+            # The summary step reads this back from the event log.
+            DETAILS_KEY: json.dumps(details, default=str),
+        }
+        # The step's metadata rides on its first output; `result` is yielded only when no pin fired,
+        # so a node op costs Dagster the same events as a hand-written op.
         for (source_id, source_name), output_name in self.op.outputs.items():
             if output_name in fired:
-                yield Output(PinValues(source_id, source_name, tuple(fired[output_name])), output_name)
-        yield Output(
-            details,
-            "result",
-            metadata={
-                "node_executions": len(result.executions),
-                "node_errors": result.node_error_count,
-                "cost": result.cost,
-                "walltime_ms": round(sum(e.walltime for e in result.executions) * 1000, 3),
-                "input_bytes": sum(e.input_size for e in result.executions),
-                "output_bytes": sum(e.output_size for e in result.executions),
-                "executions": _truncate(details["node_executions"]),
-                "graph_outputs": _truncate({name: value for _, name, value in details["graph_outputs"]}),
-            },
+                values = PinValues(source_id, source_name, tuple(fired[output_name]))
+                yield Output(values, output_name, metadata=metadata)
+                metadata = {}
+        if metadata:
+            yield Output(None, "result", metadata=metadata)
+
+
+LOG_BATCH = 50
+
+
+def _log_executions(context: OpExecutionContext, result: RunResult, completed: bool) -> None:
+    """Failures are logged one event each; completed executions of region and fused steps in
+    batches (each log line is a stored event, and a fused step may run thousands of nodes). A node
+    step's single execution is in its output metadata instead."""
+    batch: list[str] = []
+    for execution in result.executions:
+        line = (
+            f"node {execution.node_id} ({execution.block_name}) {execution.status.value} "
+            f"in {execution.walltime * 1000:.1f} ms, in {execution.input_size} B, "
+            f"out {execution.output_size} B, cost {execution.cost}"
         )
+        if execution.error is not None:
+            context.log.error(f"{line}: {execution.error}")
+            continue
+        if not completed:
+            continue
+        batch.append(line)
+        if len(batch) == LOG_BATCH:
+            context.log.info("\n".join(batch))
+            batch = []
+    if batch:
+        context.log.info("\n".join(batch))
+    for skipped in result.skipped:
+        context.log.warning(f"node {skipped.node_id} ({skipped.block_name}) not run: {skipped.reason}")
+
+
+def _details_in_run(context: OpExecutionContext) -> list[dict[str, Any]]:
+    records = context.instance.get_records_for_run(
+        context.run_id, of_type=DagsterEventType.STEP_OUTPUT, limit=1_000_000
+    ).records
+    found = []
+    for record in records:
+        event = record.event_log_entry.dagster_event
+        entry = event.step_output_data.metadata.get(DETAILS_KEY) if event is not None else None
+        if entry is not None:
+            found.append(json.loads(entry.value))
+    return found
 
 
 def _summary_op() -> OpDefinition:
@@ -162,9 +200,7 @@ def _summary_op() -> OpDefinition:
         counts: dict[str, int] = {}
         failed: dict[str, int] = {}
         errors = executions = 0
-        for details in inputs.get("results", []):
-            if not isinstance(details, dict):
-                continue
+        for details in _details_in_run(context):
             outputs.extend(tuple(item) for item in details["graph_outputs"])  # type: ignore[misc]
             for e in details["node_executions"]:
                 if e["status"] in ("COMPLETED", "FAILED"):
@@ -195,7 +231,7 @@ def _summary_op() -> OpDefinition:
 
     return OpDefinition(
         name=SUMMARY_OP,
-        ins={"results": In(DagsterAny)},
+        ins={"results": In(Nothing)},
         outs={"outputs": Out(DagsterAny)},
         compute_fn=summarize,
         description="Collects the graph's outputs (name -> list) and its node error count.",
@@ -209,44 +245,68 @@ def _start_op() -> OpDefinition:
 
     return OpDefinition(
         name=START_OP,
-        outs={"go": Out(DagsterAny)},
+        outs={"go": Out(DagsterAny)},  # Any: region inboxes (Any fan-ins) depend on it too
         compute_fn=start,
         description="Always runs, so that region and summary steps run even when no input fired.",
     )
 
 
-def _alias(definition_name: str, prefix: str) -> str:
-    return definition_name.removeprefix(prefix)
+# Op definitions are shared by every node of the same shape (block, input and output names), in
+# every job: building and snapshotting 20,000 distinct definitions for 1,000 graphs is what makes a
+# code location slow. The node (alias) and its job say which runner a step uses.
+_SHARED_OPS: dict[tuple[str, ...], OpDefinition] = {}
+_RUNNERS: dict[tuple[str, str], _OpRunner] = {}
+_ANY_IN = In(DagsterAny)
+_OPTIONAL_OUT = Out(DagsterAny, is_required=False)
+_RESULT_OUT = Out(Nothing, is_required=False, description="yielded when no pin fired, to carry the metadata")
 
 
-def _op_definition(
-    graph: Graph, op: OpPlan, engine: ReferenceEngine, output_nodes: frozenset[str], prefix: str
-) -> OpDefinition:
-    nodes = graph.nodes_by_id
+def _run_compiled_op(context: OpExecutionContext, inputs: Mapping[str, Any]) -> Iterator[Output[Any]]:
+    runner = _RUNNERS[(context.job_name, context.op_handle.name)]
+    yield from runner(context, inputs)
+
+
+def _shared_op(graph: Graph, op: OpPlan) -> OpDefinition:
+    outputs = tuple(sorted(op.outputs.values()))
     if op.kind is OpKind.NODE:
-        ins = {name: In(DagsterAny, description=f"pin {link.sink_name}") for name, link in op.inputs.items()}
         (node_id,) = op.nodes
-        tags = {f"{TAG_PREFIX}node_id": node_id, f"{TAG_PREFIX}block_id": nodes[node_id].block_id}
-        description = f"Node {node_id} ({nodes[node_id].label or nodes[node_id].block_id})"
+        block_id = graph.nodes_by_id[node_id].block_id
+        block = REGISTRY.get(block_id)
+        assert block is not None
+        inputs = tuple(sorted(op.inputs))
+        key = ("node", block_id, *inputs, "->", *outputs)
+        digest = hashlib.sha1(repr(key).encode()).hexdigest()[:8]
+        name = f"{identifier(block.name.removesuffix('Block'))}_{digest}"
+        description = f"Runs one {block.name} node with the reference engine."
     else:
-        ins = {"inbox": In(DagsterAny, description="values arriving from other ops")} if op.inbound else {}
-        ordered = sorted(op.nodes)
-        tags = {
-            f"{TAG_PREFIX}node_ids": ",".join(ordered),
-            f"{TAG_PREFIX}block_ids": ",".join(sorted({nodes[n].block_id for n in ordered})),
-        }
-        description = f"{op.kind.value} op: {len(op.nodes)} nodes run by the reference engine"
-    outs = {name: Out(DagsterAny, is_required=False) for name in op.outputs.values()}
-    outs["result"] = Out(DagsterAny, description="this op's node executions (also as metadata)")
-    return OpDefinition(
-        name=prefix + op.name,
-        ins=ins,
-        outs=outs,
-        compute_fn=_OpRunner(graph, op, engine, output_nodes),
-        required_resource_keys={RUN_RESOURCE_KEY},
-        description=description,
-        tags={**tags, f"{TAG_PREFIX}kind": op.kind.value},
-    )
+        inputs = ("inbox",) if op.inbound else ()
+        key = ("region", *inputs)
+        name = "agentflow_region_with_inbox" if inputs else "agentflow_region"
+        description = "Runs a region of the graph (several nodes) with the reference engine."
+    shared = _SHARED_OPS.get(key)
+    if shared is None:
+        outs = {output: _OPTIONAL_OUT for output in outputs}
+        outs["result"] = _RESULT_OUT
+        shared = OpDefinition(
+            name=name,
+            ins={i: _ANY_IN for i in inputs},
+            outs=outs,
+            compute_fn=_run_compiled_op,
+            required_resource_keys={RUN_RESOURCE_KEY},
+            description=description,
+        )
+        _SHARED_OPS[key] = shared
+    return shared
+
+
+def _node_tags(graph: Graph, op: OpPlan) -> dict[str, str]:
+    nodes = graph.nodes_by_id
+    ordered = sorted(op.nodes)
+    return {
+        f"{TAG_PREFIX}kind": op.kind.value,
+        f"{TAG_PREFIX}node_id": ",".join(ordered),
+        f"{TAG_PREFIX}block_id": ",".join(sorted({nodes[n].block_id for n in ordered})),
+    }
 
 
 def compile_graph(
@@ -254,8 +314,9 @@ def compile_graph(
     fused: bool | None = None,
     engine: ReferenceEngine | None = None,
     console_log_level: str = "INFO",
+    name: str | None = None,
 ) -> JobDefinition:
-    """The Dagster job for one stored graph version."""
+    """The Dagster job for one stored graph version (named `name`, else from the graph)."""
     from agent_defs.graph.io_nodes import block_type_of
     from blocks import BlockType
 
@@ -264,26 +325,28 @@ def compile_graph(
     engine = engine or ReferenceEngine(limits=EngineLimits())
     plan = plan_compile(graph, fused=fused)
     output_nodes = frozenset(n.id for n in graph.nodes if block_type_of(n) is BlockType.OUTPUT)
-    name = job_name(graph)
-    prefix = f"{name}__"
-    op_defs = [_op_definition(graph, op, engine, output_nodes, prefix) for op in plan.ops]
+    name = name or job_name(graph)
     needs_start = _needs_start(plan)
     deps = _dependencies(plan, needs_start)
+    invocations: dict[NodeInvocation, dict[str, Any]] = {}
+    node_defs: dict[str, OpDefinition] = {}
+    for op in plan.ops:
+        definition = _shared_op(graph, op)
+        node_defs[definition.name] = definition
+        _RUNNERS[(name, op.name)] = _OpRunner(graph, op, engine, output_nodes)
+        invocations[NodeInvocation(definition.name, alias=op.name, tags=_node_tags(graph, op))] = deps.get(
+            op.name, {}
+        )
     if needs_start:
-        op_defs.append(START)
-    op_defs.append(SUMMARY)
+        node_defs[START.name] = START
+        invocations[NodeInvocation(START.name)] = {}
+    node_defs[SUMMARY.name] = SUMMARY
     start = [DependencyDefinition(START_OP, "go")] if needs_start else []
     summary_sources = start + [DependencyDefinition(op.name, "result") for op in plan.ops]
-    deps[SUMMARY_OP] = {"results": MultiDependencyDefinition(summary_sources)}
-    # Op definition names must be unique across the code location, so each carries its job's name;
-    # the node keeps the readable name (block + label) through an alias.
-    invocations: dict[NodeInvocation, dict[str, Any]] = {
-        NodeInvocation(d.name, alias=_alias(d.name, prefix)): deps.get(_alias(d.name, prefix), {})
-        for d in op_defs
-    }
+    invocations[NodeInvocation(SUMMARY.name)] = {"results": MultiDependencyDefinition(summary_sources)}
     graph_def = GraphDefinition(
         name=name,
-        node_defs=op_defs,
+        node_defs=list(node_defs.values()),
         dependencies=invocations,
         description=graph.description or graph.name,
     )

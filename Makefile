@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint bench services
+.PHONY: install run dev test lint bench services
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -14,7 +14,10 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: install
-	$(VENV)/bin/agentflow run agents/count_to_n.json --input limit=5
+	$(VENV)/bin/agentflow run agents/count_to_n.json --engine dagster --input limit=5
+
+dev: install
+	DAGSTER_HOME=$$($(PY) -m agent_defs.instance) $(VENV)/bin/dagster dev -w workspace.yaml
 
 services:
 	./scripts/start_services.sh
@@ -28,3 +31,4 @@ test: install services lint
 
 bench: install
 	$(PY) bench/engine_bench.py
+	$(PY) bench/dagster_bench.py

@@ -30,5 +30,5 @@ test: install services lint
 	$(PY) -m pytest
 
 bench: install
-	$(PY) bench/engine_bench.py
-	$(PY) bench/dagster_bench.py
+	$(PY) -m bench.engine_bench
+	$(PY) -m bench.dagster_bench

@@ -12,9 +12,24 @@ PG_URL_VAR = "DAGSTER_PG_URL"
 HOME_VAR = "AGENTFLOW_DAGSTER_HOME"
 
 # dagster-postgres reads the URL from the environment at instance start, so no secret is written here.
+# The event log uses a pooled variant of dagster-postgres's storage (see agent_defs/storage).
 _POSTGRES_STORAGE = f"""
-storage:
-  postgres:
+run_storage:
+  module: dagster_postgres.run_storage
+  class: PostgresRunStorage
+  config:
+    postgres_url:
+      env: {PG_URL_VAR}
+event_log_storage:
+  module: agent_defs.storage.pooled_postgres
+  class: PooledPostgresEventLogStorage
+  config:
+    postgres_url:
+      env: {PG_URL_VAR}
+schedule_storage:
+  module: dagster_postgres.schedule_storage
+  class: PostgresScheduleStorage
+  config:
     postgres_url:
       env: {PG_URL_VAR}
 """

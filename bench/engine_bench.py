@@ -1,6 +1,6 @@
 """Reference engine cost per node execution (input validation included).
 
-Run: .venv/bin/python bench/engine_bench.py [--repeat N]
+Run: .venv/bin/python -m bench.engine_bench [--repeat N]
 Prints microseconds per node execution for a 1,000-node chain, a 10,000-iteration loop and a
 1,000-item StepThroughItems fan-out. It prints figures only; it never asserts timings.
 """

@@ -3,10 +3,17 @@
 from dagster import repository
 
 from agent_defs.jobs.catalog import PreflightCache, build_catalog
+from agent_defs.schedules.definitions import build_schedules
 from agent_defs.store.env import store_from_env
 
 
 @repository(name="agentflow", description="Every stored agent graph version, compiled to a job")
 def agentflow() -> dict:
-    # A dict of callables keeps job construction lazy (Dagster's documented lazy-repository form).
-    return {"jobs": build_catalog(store_from_env(), PreflightCache.in_dagster_home()).jobs}
+    store = store_from_env()
+    catalog = build_catalog(store, PreflightCache.in_dagster_home())
+    schedules = build_schedules(catalog, store)
+    # Dicts of callables keep job construction lazy (Dagster's lazy-repository form).
+    return {
+        "jobs": catalog.jobs,
+        "schedules": {s.name: s for s in schedules.schedules},
+    }

@@ -21,7 +21,9 @@ def project_root() -> Path:
 
 
 def agents_dir() -> Path:
-    return project_root() / "agents"
+    """Stored graphs (and `schedules/`) of the directory store; AGENTFLOW_AGENTS_DIR overrides."""
+    override = os.environ.get("AGENTFLOW_AGENTS_DIR", "").strip()
+    return Path(override).resolve() if override else project_root() / "agents"
 
 
 def shared_dir() -> Path:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from agent_defs.paths import agents_dir
 from agent_defs.store.base import GraphStore, GraphStoreError
@@ -20,8 +19,7 @@ def store_from_env() -> GraphStore:
     if kind == "directory":
         from agent_defs.store.directory import DirectoryGraphStore
 
-        override = os.environ.get(AGENTS_DIR_VAR, "").strip()
-        return DirectoryGraphStore(Path(override) if override else agents_dir())
+        return DirectoryGraphStore(agents_dir())  # AGENTFLOW_AGENTS_DIR is honoured there
     if kind == "postgres":
         from agent_defs.store.postgres import PostgresGraphStore
 

@@ -1,0 +1,1 @@
+"""Stored schedules (cron, timezone, graph, version, inputs, user) that become Dagster schedules."""

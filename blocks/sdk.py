@@ -171,6 +171,9 @@ class Block:
     # gives a node its own Dagster op only when it knows the node's pins fire at most once.
     repeated_output_pins: ClassVar[frozenset[str] | None] = None
     costs: ClassVar[Sequence[BlockCost]] = ()
+    # Whether a failed execution's charge is given back (e.g. a provider call that failed before any
+    # work was billed to us); the ledger records a compensating entry, never an edit.
+    refund_on_failure: ClassVar[bool] = False
     credentials: ClassVar[Sequence[CredentialsField]] = ()
     self_tests: ClassVar[Sequence[BlockSelfTest]] = ()
 

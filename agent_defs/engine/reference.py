@@ -17,10 +17,11 @@ from typing import Any, Protocol
 
 import orjson
 
+from agent_defs.credentials.redaction import Redactor
 from agent_defs.engine import dynamic_pins
 from agent_defs.engine.costs import block_usage_cost, matching_cost
 from agent_defs.graph.model import Graph, Link, Node
-from blocks import REGISTRY, Block, BlockRegistry, BlockType, CostType, RunContext
+from blocks import REGISTRY, Block, BlockRegistry, BlockType, CostType, Credentials, RunContext
 from blocks.sdk import BlockInputError
 
 
@@ -112,6 +113,8 @@ class RunResult:
     # Values on links leaving a GraphPart, in the order they were yielded.
     outbound: list[tuple[Link, Any]] = field(default_factory=list)
     error: str | None = None
+    # Why a FAILED run stopped: the RunStoppedError subclass name (e.g. "InsufficientBalanceError").
+    stopped_by: str | None = None
     started_at: float = 0.0
     ended_at: float = 0.0
 
@@ -329,6 +332,12 @@ def _fires(block: Block | None) -> bool:
     return block is not None and block.block_type is not BlockType.NOTE
 
 
+class CredentialsResolver(Protocol):
+    """Turns a credentials reference into the credential, for the run's user only."""
+
+    def resolve(self, credential_id: str, user_id: str) -> Credentials: ...
+
+
 class ReferenceEngine:
     def __init__(
         self,
@@ -336,11 +345,21 @@ class ReferenceEngine:
         limits: EngineLimits = EngineLimits(),
         resolve_graph: GraphResolver = resolve_from_sub_graphs,
         observer_factory: Callable[[Graph, RunOptions], ExecutionObserver] | None = None,
+        credentials: CredentialsResolver | None = None,
     ) -> None:
         self.registry = registry
         self.limits = limits
         self.resolve_graph = resolve_graph
         self.observer_factory = observer_factory
+        self.credentials = credentials
+
+    def with_services(
+        self,
+        observer_factory: Callable[[Graph, RunOptions], ExecutionObserver] | None,
+        credentials: CredentialsResolver | None,
+    ) -> ReferenceEngine:
+        """The same engine, with a run's platform services (credits, events, credentials) plugged in."""
+        return ReferenceEngine(self.registry, self.limits, self.resolve_graph, observer_factory, credentials)
 
     def run_sync(
         self,
@@ -425,6 +444,7 @@ class _Run:
                 await self._stop(ExecStatus.TERMINATED)
                 self.result.status = RunStatus.FAILED
                 self.result.error = str(self.stop_error)
+                self.result.stopped_by = type(self.stop_error).__name__
         except asyncio.CancelledError:
             await self._stop(ExecStatus.TERMINATED)
             self.result.status = RunStatus.TERMINATED
@@ -568,10 +588,16 @@ class _Run:
             run_subgraph=self._run_subgraph,
             settings=self.options.settings,
         )
+        # Only nodes holding credentials pay for scrubbing their outputs.
+        redactor = Redactor() if block.credentials else None
         try:
+            if redactor is not None:
+                ctx.credentials = self._resolve_credentials(block, model, redactor)
             self.observer.before_node(ex, block)
             async for pin, value in block.run(model, ctx):
                 value = block.validate_output(pin, value)
+                if redactor is not None:
+                    value = redactor.redact_obj(value)
                 ex.outputs.append((pin, value))
                 ex.output_size += _size(value)
                 if pin == "error":
@@ -592,6 +618,8 @@ class _Run:
             return
         except Exception as exc:
             ex.error = str(exc) or type(exc).__name__
+            if redactor is not None:
+                ex.error = redactor.redact(ex.error)
             ex.outputs.append(("error", ex.error))
             self.observer.on_output(ex, "error", ex.error)
             self._route(plan, "error", ex.error)
@@ -604,7 +632,34 @@ class _Run:
                 if cost.type is CostType.RUN
                 else block_usage_cost(block, data, ex.input_size + ex.output_size, ex.walltime)
             )
-        self.observer.after_node(ex, block)
+        try:
+            self.observer.after_node(ex, block)
+        except RunStoppedError as exc:  # e.g. the per-byte charge after the node ran could not be paid
+            self._stop_run(exc)
+
+    def _resolve_credentials(self, block: Block, model: Any, redactor: Redactor) -> dict[str, Credentials]:
+        """Credentials fields hold references ({"id": ...}); the values are fetched for this run's user
+        just before the block runs, and every output and error of the node is scrubbed of them."""
+        resolved: dict[str, Credentials] = {}
+        for field_spec in block.credentials:
+            ref = getattr(model, field_spec.input_name, None)
+            credential_id = ref.get("id") if isinstance(ref, Mapping) else getattr(ref, "id", None)
+            if not credential_id:
+                raise ValueError(
+                    f"pin {field_spec.input_name!r} needs a {field_spec.provider} credential reference "
+                    '({"id": ...}); none was given'
+                )
+            if self.engine.credentials is None:
+                raise ValueError("this run has no credentials store configured (AGENTFLOW_DATABASE_URL)")
+            credential = self.engine.credentials.resolve(str(credential_id), self.options.user_id)
+            if credential.provider != field_spec.provider:
+                raise ValueError(
+                    f"credential {credential_id} is for {credential.provider}, "
+                    f"but pin {field_spec.input_name!r} needs {field_spec.provider}"
+                )
+            redactor.add(credential.secret.get_secret_value())
+            resolved[field_spec.input_name] = credential
+        return resolved
 
     def _stop_run(self, error: RunStoppedError) -> None:
         if self.stop_error is None:

@@ -34,6 +34,7 @@ from agent_defs.compile.plan import CompilePlan, OpKind, OpPlan, identifier, pla
 from agent_defs.engine import EngineLimits, GraphPart, ReferenceEngine, RunOptions, RunResult, RunStatus
 from agent_defs.graph.model import Graph, Link
 from agent_defs.jobs.run_config import RUN_RESOURCE_KEY, AgentRunParams, job_config_mapping
+from agent_defs.jobs.services import SERVICES_RESOURCE_KEY, PlatformServices
 from blocks import REGISTRY
 
 log = logging.getLogger(__name__)
@@ -114,12 +115,19 @@ class _OpRunner:
 
     def __call__(self, context: OpExecutionContext, inputs: Mapping[str, Any]) -> Iterator[Output[Any]]:
         params: AgentRunParams = getattr(context.resources, RUN_RESOURCE_KEY)
-        options = RunOptions(run_id=context.run_id, user_id=params.user_id, input_masks=params.input_masks)
+        services: PlatformServices = getattr(context.resources, SERVICES_RESOURCE_KEY)
+        # Node execution ids (`<run>/<op>:<n>`) are stable across a retried step: charges are keyed by them.
+        options = RunOptions(
+            run_id=f"{context.run_id}/{self.op.name}", user_id=params.user_id, input_masks=params.input_masks
+        )
         part = GraphPart(self.op.nodes, self.deliveries(inputs))
-        result = self.engine.run_sync(self.graph, params.inputs, options, part=part)
+        engine = services.engine_for(self.engine, context.run_id)
+        result = engine.run_sync(self.graph, params.inputs, options, part=part)
         details = _execution_metadata(result, self.output_nodes)
         _log_executions(context, result, completed=self.op.kind is not OpKind.NODE)
         if result.status is not RunStatus.COMPLETED:
+            if result.stopped_by:
+                context.instance.add_run_tags(context.run_id, {f"{TAG_PREFIX}stopped_by": result.stopped_by})
             raise Failure(
                 description=f"{self.op.name}: {result.status.value}: {result.error}",
                 metadata={"node_executions": _truncate(details["node_executions"])},
@@ -292,7 +300,7 @@ def _shared_op(graph: Graph, op: OpPlan) -> OpDefinition:
             ins={i: _ANY_IN for i in inputs},
             outs=outs,
             compute_fn=_run_compiled_op,
-            required_resource_keys={RUN_RESOURCE_KEY},
+            required_resource_keys={RUN_RESOURCE_KEY, SERVICES_RESOURCE_KEY},
             description=description,
         )
         _SHARED_OPS[key] = shared
@@ -353,7 +361,11 @@ def compile_graph(
     return graph_def.to_job(
         config=job_config_mapping(graph, console_log_level),
         executor_def=in_process_executor,
-        resource_defs={"io_manager": mem_io_manager, RUN_RESOURCE_KEY: RUN_PARAMS},
+        resource_defs={
+            "io_manager": mem_io_manager,
+            RUN_RESOURCE_KEY: RUN_PARAMS,
+            SERVICES_RESOURCE_KEY: SERVICES,
+        },
         logger_defs={"console": colored_console_logger},
         tags={
             f"{TAG_PREFIX}graph_id": graph.id,
@@ -407,3 +419,4 @@ def _output_of(plan: CompilePlan, link: Link) -> str:
 START = _start_op()
 SUMMARY = _summary_op()
 RUN_PARAMS = AgentRunParams.configure_at_launch()
+SERVICES = PlatformServices()

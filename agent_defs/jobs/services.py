@@ -1,0 +1,88 @@
+"""The platform services a run's ops use: credits, credentials and live events.
+
+A ConfigurableResource that reads its settings when a run starts, never at import. Each service is
+off when its backing store is not configured, so the embedded default (no servers) runs as before:
+no credits are charged, no stored credentials can be resolved, no events are published.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+from dagster import ConfigurableResource, InitResourceContext
+from pydantic import PrivateAttr
+
+from agent_defs.engine import ExecutionObserver, ReferenceEngine, RunOptions
+from agent_defs.engine.reference import CredentialsResolver
+from agent_defs.graph.model import Graph
+
+DATABASE_VAR = "AGENTFLOW_DATABASE_URL"
+REDIS_VAR = "AGENTFLOW_REDIS_URL"
+SERVICES_RESOURCE_KEY = "agentflow_services"
+
+
+class _UnavailableCredentials:
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def resolve(self, credential_id: str, user_id: str) -> Any:
+        raise ValueError(f"credential {credential_id} cannot be resolved: {self.reason}")
+
+
+class PlatformServices(ConfigurableResource):
+    """Empty settings mean: take them from the environment when the run starts."""
+
+    database_url: str = ""
+    redis_url: str = ""
+
+    _ledger: Any = PrivateAttr(default=None)
+    _credentials: Any = PrivateAttr(default=None)
+    _publisher: Any = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        database_url = self.database_url or os.environ.get(DATABASE_VAR, "")
+        redis_url = self.redis_url or os.environ.get(REDIS_VAR, "")
+        if database_url:
+            from agent_defs.credits.ledger import CreditLedger
+
+            self._ledger = CreditLedger(database_url)
+            try:
+                from agent_defs.credentials import CredentialsStore, KeyRing
+
+                self._credentials = CredentialsStore(database_url, KeyRing.from_env())
+            except Exception as exc:  # no key configured: only credential-using nodes are affected
+                self._credentials = _UnavailableCredentials(str(exc))
+        if redis_url:
+            import redis
+
+            from agent_defs.requests.events import EventPublisher
+
+            client = redis.Redis.from_url(redis_url, socket_connect_timeout=1, socket_timeout=2)
+            self._publisher = EventPublisher(client)
+
+    def teardown_after_execution(self, context: InitResourceContext) -> None:
+        for service in (self._ledger, self._credentials):
+            close = getattr(service, "close", None)
+            if close is not None:
+                close()
+
+    @property
+    def credentials(self) -> CredentialsResolver | None:
+        return self._credentials
+
+    def observer_factory(
+        self, dagster_run_id: str
+    ) -> Callable[[Graph, RunOptions], ExecutionObserver] | None:
+        if self._ledger is None and self._publisher is None:
+            return None
+        from agent_defs.platform.observer import PlatformObserver
+
+        ledger, publisher = self._ledger, self._publisher
+        return lambda graph, options: PlatformObserver(
+            graph, options.user_id, dagster_run_id, ledger, publisher
+        )
+
+    def engine_for(self, engine: ReferenceEngine, dagster_run_id: str) -> ReferenceEngine:
+        return engine.with_services(self.observer_factory(dagster_run_id), self.credentials)

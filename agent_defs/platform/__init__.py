@@ -1,0 +1,1 @@
+"""Platform services around node executions (credits, live events). No Dagster."""

@@ -1,0 +1,108 @@
+"""The execution observer that charges credits and publishes live events for each node execution.
+
+It plugs into the reference engine (`ExecutionObserver`), so region ops, node ops and fused ops all
+charge and publish the same way. Charging is keyed by the node execution id, which is stable across
+a retried step, so a retry is never charged twice.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from agent_defs.credits.ledger import CreditLedger
+from agent_defs.engine.costs import block_usage_cost, matching_cost
+from agent_defs.engine.reference import NodeExecution
+from agent_defs.graph.model import Graph
+from agent_defs.requests.events import EventPublisher, node_execution_update
+from blocks import Block, CostType
+
+
+def _when(timestamp: float) -> datetime | None:
+    return datetime.fromtimestamp(timestamp, UTC) if timestamp else None
+
+
+class PlatformObserver:
+    def __init__(
+        self,
+        graph: Graph,
+        user_id: str,
+        run_id: str,
+        ledger: CreditLedger | None,
+        publisher: EventPublisher | None,
+    ) -> None:
+        self.graph = graph
+        self.user_id = user_id
+        self.run_id = run_id  # the Dagster run: the events' graph_exec_id and the charges' reference
+        self.ledger = ledger
+        self.publisher = publisher
+
+    # --- credits ---------------------------------------------------------------------------------
+    def before_node(self, execution: NodeExecution, block: Block) -> None:
+        self._publish(execution, "RUNNING")
+        if self.ledger is None:
+            return
+        cost = matching_cost(block, execution.input_data or {})
+        if cost is not None and cost.type is CostType.RUN and cost.amount:
+            # Raises InsufficientBalanceError, which stops the run as FAILED (rule 6).
+            self.ledger.charge(
+                self.user_id,
+                cost.amount,
+                key=execution.id,
+                reference=self.run_id,
+                description=f"{block.name} node {execution.node_id}",
+            )
+
+    def on_output(self, execution: NodeExecution, pin: str, value: Any) -> None:
+        self._publish(execution, "RUNNING")
+
+    def after_node(self, execution: NodeExecution, block: Block) -> None:
+        self._publish(execution, execution.status.value)
+        if self.ledger is None:
+            return
+        data = execution.input_data or {}
+        cost = matching_cost(block, data)
+        if cost is not None and cost.type is not CostType.RUN:
+            amount = block_usage_cost(
+                block, data, execution.input_size + execution.output_size, execution.walltime
+            )
+            if amount:
+                self.ledger.charge(
+                    self.user_id,
+                    amount,
+                    key=f"{execution.id}:usage",
+                    reference=self.run_id,
+                    description=f"{block.name} node {execution.node_id} ({cost.type.value})",
+                )
+        if execution.error is not None and block.refund_on_failure and cost is not None:
+            for key in (execution.id, f"{execution.id}:usage"):
+                if self._charged(key):
+                    self.ledger.refund(key, f"{block.name} node {execution.node_id} failed")
+
+    def _charged(self, key: str) -> bool:
+        assert self.ledger is not None
+        return self.ledger.has_charge(key)
+
+    # --- live events -------------------------------------------------------------------------------
+    def _publish(self, execution: NodeExecution, status: str) -> None:
+        if self.publisher is None:
+            return
+        outputs: dict[str, list[Any]] = {}
+        for pin, value in execution.outputs:
+            outputs.setdefault(pin, []).append(value)
+        event = node_execution_update(
+            user_id=self.user_id,
+            graph_id=self.graph.id,
+            graph_version=self.graph.version,
+            graph_exec_id=self.run_id,
+            node_exec_id=execution.id,
+            node_id=execution.node_id,
+            block_id=execution.block_id,
+            status=status,
+            input_data=execution.input_data,
+            output_data=outputs,
+            start_time=_when(execution.started_at),
+            end_time=_when(execution.ended_at),
+            error=execution.error,
+        )
+        self.publisher.publish(self.user_id, self.graph.id, self.run_id, event)

@@ -243,6 +243,301 @@ def cmd_graphs(args: argparse.Namespace) -> int:
     return EXIT_FAILED if problems else EXIT_OK
 
 
+def cmd_schedules(args: argparse.Namespace) -> int:
+    """List stored schedules (with the job each runs, or why it is skipped), or add one."""
+    from agent_defs.jobs.catalog import build_catalog
+    from agent_defs.schedules.definitions import job_for_schedule, schedule_problems
+    from agent_defs.schedules.store import StoredSchedule, load_schedules, save_schedule
+    from agent_defs.store.env import store_from_env
+
+    store = store_from_env()
+    catalog = build_catalog(store)
+    if args.action == "add":
+        missing = [
+            flag
+            for flag, value in (
+                ("NAME", args.name),
+                ("--graph", args.graph),
+                ("--cron", args.cron),
+                ("--user", args.user),
+            )
+            if not value
+        ]
+        if missing:
+            raise CliError(f"schedules add needs {', '.join(missing)}")
+        try:
+            schedule = StoredSchedule(
+                name=args.name,
+                cron=args.cron,
+                timezone=args.timezone,
+                graph_id=args.graph,
+                graph_version=args.version,
+                inputs=_collect_inputs(args),
+                user_id=args.user,
+            )
+        except ValueError as exc:
+            raise CliError(f"schedule {args.name!r}: {exc}") from None
+        problems = schedule_problems(schedule, catalog, store)
+        if problems:
+            raise CliError("\n".join(problems))
+        print(f"stored schedule {schedule.name} ({save_schedule(schedule)})")
+        return EXIT_OK
+    schedules, problems = load_schedules()
+    for schedule in schedules:
+        found = schedule_problems(schedule, catalog, store)
+        target = "SKIPPED: " + "; ".join(found) if found else job_for_schedule(schedule, catalog)
+        print(f"{schedule.name}  {schedule.cron} ({schedule.timezone})  user {schedule.user_id}  -> {target}")
+    for problem in problems:
+        print(f"SKIPPED: {problem}")
+    return EXIT_OK
+
+
+# --- credits and credentials ----------------------------------------------------------------------
+
+
+def _positive_credits(raw: str) -> int:
+    try:
+        amount = int(raw)
+    except ValueError:
+        raise CliError(f"AMOUNT must be a whole number of credits, got {raw!r}") from None
+    if amount <= 0:
+        raise CliError(f"AMOUNT must be a positive number of credits, got {amount}")
+    return amount
+
+
+def cmd_credits_grant(args: argparse.Namespace) -> int:
+    from agent_defs.credits import CreditError, ledger_from_env
+
+    amount = _positive_credits(args.amount)
+    try:
+        with ledger_from_env() as ledger:
+            balance = ledger.grant(args.user, amount, args.reason)
+    except CreditError as exc:
+        raise CliError(str(exc)) from None
+    print(f"granted {amount} credits to {args.user}; balance {balance}")
+    return EXIT_OK
+
+
+def cmd_credits_balance(args: argparse.Namespace) -> int:
+    from agent_defs.credits import CreditError, ledger_from_env
+
+    try:
+        with ledger_from_env() as ledger:
+            balance = ledger.balance(args.user)
+            recent = ledger.transactions(args.user, limit=args.limit)
+    except CreditError as exc:
+        raise CliError(str(exc)) from None
+    print(f"{args.user}: balance {balance}")
+    for tx in recent:
+        when = tx.created_at.strftime("%Y-%m-%d %H:%M:%S")
+        detail = "  ".join(part for part in (tx.reference, tx.description) if part)
+        print(f"  {when}  {tx.kind.value:<7} {tx.amount:>+10}  -> {tx.balance_after:<10} {detail}".rstrip())
+    return EXIT_OK
+
+
+def _read_secret(args: argparse.Namespace) -> str:
+    """The secret from an environment variable or stdin, never argv (argv is visible in `ps`)."""
+    import getpass
+    import os
+
+    if args.secret_env:
+        value = os.environ.get(args.secret_env, "")
+        if not value:
+            raise CliError(f"--secret-env {args.secret_env}: that environment variable is not set or empty")
+        return value
+    if sys.stdin is None:
+        raise CliError("no secret: pipe it on stdin or name a variable with --secret-env")
+    if sys.stdin.isatty():
+        value = getpass.getpass("secret (not echoed): ")
+    else:
+        value = sys.stdin.read().rstrip("\r\n")  # `echo key |` adds a newline that is not the key's
+    if not value:
+        raise CliError("no secret: stdin was empty (pipe the value in, or use --secret-env VAR)")
+    return value
+
+
+def cmd_credentials_add(args: argparse.Namespace) -> int:
+    from agent_defs.credentials import CredentialsError, credentials_store_from_env
+
+    try:
+        store = credentials_store_from_env()  # config errors before asking for the secret
+        secret = _read_secret(args)
+        with store:
+            meta = store.add(args.user, args.provider, args.type, secret, args.title)
+    except CredentialsError as exc:
+        raise CliError(str(exc)) from None
+    print(meta.id)
+    return EXIT_OK
+
+
+def cmd_credentials_list(args: argparse.Namespace) -> int:
+    from agent_defs.credentials import CredentialsError, credentials_store_from_env
+
+    try:
+        with credentials_store_from_env() as store:
+            metas = store.list(args.user)
+    except CredentialsError as exc:
+        raise CliError(str(exc)) from None
+    if not metas:
+        print(f"no credentials for user {args.user!r}")
+    for meta in metas:  # metadata only: CredentialsMeta has no value to print
+        created = meta.created_at.strftime("%Y-%m-%d %H:%M:%S")
+        print(f"{meta.id}  {meta.provider}  {meta.type}  {meta.title!r}  {created}")
+    return EXIT_OK
+
+
+def cmd_credentials_delete(args: argparse.Namespace) -> int:
+    from agent_defs.credentials import CredentialsError, credentials_store_from_env
+
+    try:
+        with credentials_store_from_env() as store:
+            store.delete(args.id, args.user)
+    except CredentialsError as exc:
+        raise CliError(str(exc)) from None
+    print(f"deleted credential {args.id}")
+    return EXIT_OK
+
+
+def cmd_credentials_rotate(args: argparse.Namespace) -> int:
+    from agent_defs.credentials import CredentialsError, credentials_store_from_env
+
+    try:
+        with credentials_store_from_env() as store:
+            count = store.rotate()
+    except CredentialsError as exc:
+        raise CliError(str(exc)) from None
+    print(f"re-encrypted {count} credential(s) with the newest key")
+    return EXIT_OK
+
+
+def _add_credit_commands(sub: Any) -> None:
+    credits = sub.add_parser("credits", help="per-user credit ledger (AGENTFLOW_DATABASE_URL)")
+    credits_sub = credits.add_subparsers(dest="credits_command", required=True)
+    grant = credits_sub.add_parser("grant", help="add credits to a user's balance")
+    grant.add_argument("user", metavar="USER")
+    grant.add_argument("amount", metavar="AMOUNT", help="a positive whole number of credits")
+    grant.add_argument("--reason", default="granted with the agentflow CLI", metavar="TEXT")
+    grant.set_defaults(func=cmd_credits_grant)
+    balance = credits_sub.add_parser("balance", help="a user's balance and latest transactions")
+    balance.add_argument("user", metavar="USER")
+    balance.add_argument("--limit", type=int, default=10, metavar="N", help="transactions shown (default 10)")
+    balance.set_defaults(func=cmd_credits_balance)
+
+    creds = sub.add_parser(
+        "credentials",
+        help="per-user credentials, encrypted (AGENTFLOW_DATABASE_URL, AGENTFLOW_CREDENTIALS_KEYS)",
+    )
+    creds_sub = creds.add_subparsers(dest="credentials_command", required=True)
+    add = creds_sub.add_parser("add", help="store a credential read from stdin; prints its id")
+    add.add_argument("user", metavar="USER")
+    add.add_argument("provider", metavar="PROVIDER")
+    add.add_argument("--title", required=True, metavar="T")
+    add.add_argument(
+        "--type", default="api_key", help="api_key (default), oauth2, user_password, host_scoped"
+    )
+    add.add_argument(
+        "--secret-env", metavar="VAR", help="read the secret from this environment variable, not stdin"
+    )
+    add.set_defaults(func=cmd_credentials_add)
+    list_ = creds_sub.add_parser("list", help="a user's credentials (never their values)")
+    list_.add_argument("user", metavar="USER")
+    list_.set_defaults(func=cmd_credentials_list)
+    delete = creds_sub.add_parser("delete", help="delete one of a user's credentials")
+    delete.add_argument("user", metavar="USER")
+    delete.add_argument("id", metavar="ID")
+    delete.set_defaults(func=cmd_credentials_delete)
+    rotate = creds_sub.add_parser("rotate", help="re-encrypt every credential with the newest key")
+    rotate.set_defaults(func=cmd_credentials_rotate)
+
+
+# --- the Redis request queue (agent_defs.requests) ---------------------------------------------------
+
+
+def _request_queue() -> Any:
+    from agent_defs.requests import RequestQueue, prefix_from_env, redis_from_env
+
+    return RequestQueue(redis_from_env(), prefix_from_env())
+
+
+def _redis_error(exc: Exception) -> CliError:
+    import redis
+
+    from agent_defs.requests import redact_url, redis_url_from_env
+
+    if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
+        where = redact_url(redis_url_from_env())
+        return CliError(f"cannot reach Redis at {where} (AGENTFLOW_REDIS_URL): {exc}")
+    return CliError(f"Redis error: {exc}")
+
+
+def cmd_enqueue(args: argparse.Namespace) -> int:
+    import uuid
+
+    import redis
+    from pydantic import ValidationError
+
+    from agent_defs.requests import ExecutionRequest, describe_validation_error
+
+    try:
+        request = ExecutionRequest(
+            request_id=args.request_id if args.request_id is not None else uuid.uuid4().hex,
+            graph_id=args.graph_id,
+            graph_version=args.version,
+            user_id=args.user,
+            inputs=_collect_inputs(args),
+            priority=args.priority,
+        )
+    except ValidationError as exc:
+        raise CliError(f"invalid request: {describe_validation_error(exc)}") from None
+    try:
+        _request_queue().enqueue(request)
+    except redis.exceptions.RedisError as exc:
+        raise _redis_error(exc) from None
+    print(request.request_id)  # the run's key: the run launched for it carries this id
+    return EXIT_OK
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    import redis
+    from pydantic import ValidationError
+
+    from agent_defs.requests import CancelRequest, describe_validation_error
+
+    try:
+        cancel = CancelRequest(request_id=args.request_id, run_id=args.run_id)
+    except ValidationError as exc:
+        raise CliError(f"invalid cancel request: {describe_validation_error(exc)}") from None
+    try:
+        _request_queue().request_cancel(cancel)
+    except redis.exceptions.RedisError as exc:
+        raise _redis_error(exc) from None
+    what = f"request {cancel.request_id}" if cancel.request_id is not None else f"run {cancel.run_id}"
+    print(f"cancel requested for {what}")
+    return EXIT_OK
+
+
+def _add_queue_commands(sub: Any) -> None:
+    enqueue = sub.add_parser(
+        "enqueue", help="queue a run of a stored graph on Redis (AGENTFLOW_REDIS_URL); prints the request id"
+    )
+    enqueue.add_argument("graph_id", metavar="GRAPH_ID")
+    enqueue.add_argument("--version", type=int, metavar="N", help="graph version (default: the active one)")
+    enqueue.add_argument("--user", required=True, help="the user the run belongs to")
+    enqueue.add_argument(
+        "--input", action="append", metavar="NAME=VALUE", help="a graph input (JSON or text)"
+    )
+    enqueue.add_argument("--inputs-json", metavar="JSON", help="graph inputs as one JSON object")
+    enqueue.add_argument("--request-id", metavar="ID", help="idempotency key (default: a new uuid)")
+    enqueue.add_argument("--priority", type=int, default=0, metavar="P", help="higher runs first (default 0)")
+    enqueue.set_defaults(func=cmd_enqueue)
+
+    cancel = sub.add_parser("cancel", help="ask for a queued or running run to be stopped (via Redis)")
+    which = cancel.add_mutually_exclusive_group(required=True)
+    which.add_argument("--request-id", metavar="ID", help="the request id the run was queued with")
+    which.add_argument("--run-id", metavar="ID", help="the Dagster run id")
+    cancel.set_defaults(func=cmd_cancel)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="agentflow", description="AutoGPT-style agent graphs on Dagster")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -280,9 +575,23 @@ def build_parser() -> argparse.ArgumentParser:
     graphs.add_argument("--store-dir", metavar="DIR", help=store_help)
     graphs.set_defaults(func=cmd_graphs)
 
+    schedules = sub.add_parser("schedules", help="list stored schedules, or add one")
+    schedules.add_argument("action", nargs="?", choices=("list", "add"), default="list")
+    schedules.add_argument("name", nargs="?", help="schedule name (letters, digits, underscores)")
+    schedules.add_argument("--graph", help="graph id")
+    schedules.add_argument("--version", type=int, help="graph version (default: the active one)")
+    schedules.add_argument("--cron", help="cron expression, e.g. '0 6 * * *'")
+    schedules.add_argument("--timezone", default="UTC")
+    schedules.add_argument("--user", help="the user the runs belong to")
+    schedules.add_argument("--input", action="append", metavar="NAME=VALUE")
+    schedules.add_argument("--inputs-json", metavar="JSON")
+    schedules.set_defaults(func=cmd_schedules)
+
     blocks = sub.add_parser("blocks", help="list every block with its pins")
     blocks.add_argument("--json", action="store_true")
     blocks.set_defaults(func=cmd_blocks)
+    _add_credit_commands(sub)
+    _add_queue_commands(sub)
     return parser
 
 

@@ -67,7 +67,9 @@ def load_schedules(directory: Path | None = None) -> tuple[list[StoredSchedule],
             problems.append(f"schedule file {path}: {_describe(exc)}")
             continue
         if schedule.name in seen:
-            problems.append(f"schedule file {path}: name {schedule.name!r} is already used by {seen[schedule.name]}")
+            problems.append(
+                f"schedule file {path}: name {schedule.name!r} is already used by {seen[schedule.name]}"
+            )
             continue
         seen[schedule.name] = path
         schedules.append(schedule)
@@ -85,7 +87,8 @@ def save_schedule(schedule: StoredSchedule, directory: Path | None = None) -> Pa
 def _describe(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
         return "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'schedule'}: {err['msg']}" for err in exc.errors(include_url=False)
+            f"{'.'.join(str(p) for p in err['loc']) or 'schedule'}: {err['msg']}"
+            for err in exc.errors(include_url=False)
         )
     if isinstance(exc, json.JSONDecodeError):
         return f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"

@@ -142,6 +142,8 @@ class BlockSelfTest:
     output: Sequence[tuple[str, ExpectedOutput]]
     mocks: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
     settings: Mapping[str, Any] = field(default_factory=dict)
+    # Resolved credentials by input pin, as the engine would hand them to the block.
+    credentials: Mapping[str, Credentials] = field(default_factory=dict)
 
 
 def _is_uuid(value: str) -> bool:

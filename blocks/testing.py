@@ -37,7 +37,9 @@ async def collect_outputs(block: Block, case: BlockSelfTest) -> list[tuple[str, 
     data = block.Input.model_validate(dict(case.input))
     outputs: list[tuple[str, Any]] = []
     with _mocked(block, dict(case.mocks)):
-        async for pin, value in block.run(data, RunContext(settings=case.settings)):
+        async for pin, value in block.run(
+            data, RunContext(settings=case.settings, credentials=case.credentials)
+        ):
             outputs.append((pin, block.validate_output(pin, value)))
     return outputs
 

@@ -203,6 +203,15 @@ class CreditLedger:
                 description or f"refund of {key_of_charge}",
             )
 
+    def has_charge(self, key: str) -> bool:
+        """Whether a USAGE charge with this idempotency key is in the ledger."""
+        with _database_errors(), self._pool.transaction() as cur:
+            cur.execute(
+                f"SELECT 1 FROM {TRANSACTIONS} WHERE key = %s AND kind = %s",
+                (key, TransactionKind.USAGE.value),
+            )
+            return cur.fetchone() is not None
+
     def _apply(
         self,
         user_id: str,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from blocks import Block, BlockCost, CostType
@@ -19,17 +19,32 @@ def cost_filter_matches(cost_filter: Any, input_data: Any) -> bool:
     )
 
 
-def matching_cost(block: Block, input_data: Mapping[str, Any]) -> BlockCost | None:
-    for cost in block.costs:
+Pricing = Mapping[str, Sequence[BlockCost]]  # block id -> costs, overriding the block's own
+
+
+def costs_of(block: Block, pricing: Pricing | None = None) -> Sequence[BlockCost]:
+    if pricing is not None and block.id in pricing:
+        return pricing[block.id]
+    return block.costs
+
+
+def matching_cost(
+    block: Block, input_data: Mapping[str, Any], pricing: Pricing | None = None
+) -> BlockCost | None:
+    for cost in costs_of(block, pricing):
         if cost_filter_matches(dict(cost.filter), input_data):
             return cost
     return None
 
 
 def block_usage_cost(
-    block: Block, input_data: Mapping[str, Any], data_size: int = 0, run_seconds: float = 0.0
+    block: Block,
+    input_data: Mapping[str, Any],
+    data_size: int = 0,
+    run_seconds: float = 0.0,
+    pricing: Pricing | None = None,
 ) -> int:
-    cost = matching_cost(block, input_data)
+    cost = matching_cost(block, input_data, pricing)
     if cost is None:
         return 0
     if cost.type is CostType.RUN:

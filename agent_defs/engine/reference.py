@@ -19,7 +19,7 @@ import orjson
 
 from agent_defs.credentials.redaction import Redactor
 from agent_defs.engine import dynamic_pins
-from agent_defs.engine.costs import block_usage_cost, matching_cost
+from agent_defs.engine.costs import Pricing, block_usage_cost, matching_cost
 from agent_defs.graph.model import Graph, Link, Node
 from blocks import REGISTRY, Block, BlockRegistry, BlockType, CostType, Credentials, RunContext
 from blocks.sdk import BlockInputError
@@ -346,20 +346,25 @@ class ReferenceEngine:
         resolve_graph: GraphResolver = resolve_from_sub_graphs,
         observer_factory: Callable[[Graph, RunOptions], ExecutionObserver] | None = None,
         credentials: CredentialsResolver | None = None,
+        pricing: Pricing | None = None,
     ) -> None:
         self.registry = registry
         self.limits = limits
         self.resolve_graph = resolve_graph
         self.observer_factory = observer_factory
         self.credentials = credentials
+        self.pricing = pricing  # operator's block costs, overriding the blocks' own
 
     def with_services(
         self,
         observer_factory: Callable[[Graph, RunOptions], ExecutionObserver] | None,
         credentials: CredentialsResolver | None,
+        pricing: Pricing | None = None,
     ) -> ReferenceEngine:
         """The same engine, with a run's platform services (credits, events, credentials) plugged in."""
-        return ReferenceEngine(self.registry, self.limits, self.resolve_graph, observer_factory, credentials)
+        return ReferenceEngine(
+            self.registry, self.limits, self.resolve_graph, observer_factory, credentials, pricing
+        )
 
     def run_sync(
         self,
@@ -578,6 +583,11 @@ class _Run:
         ex.status = ExecStatus.RUNNING
         ex.started_at = time.time()
         ex.input_size = _size(data)
+        # A per-run cost is known (and charged, by the observer) before the block runs; per-byte and
+        # per-second costs once it has.
+        cost = matching_cost(block, data, self.engine.pricing)
+        if cost is not None and cost.type is CostType.RUN:
+            ex.cost = cost.amount
         ctx = RunContext(
             user_id=self.options.user_id,
             graph_id=self.graph.id,
@@ -625,12 +635,9 @@ class _Run:
             self._route(plan, "error", ex.error)
         ex.ended_at = time.time()
         ex.status = ExecStatus.FAILED if ex.error is not None else ExecStatus.COMPLETED
-        cost = matching_cost(block, data)
-        if cost is not None:
-            ex.cost = (
-                cost.amount
-                if cost.type is CostType.RUN
-                else block_usage_cost(block, data, ex.input_size + ex.output_size, ex.walltime)
+        if cost is not None and cost.type is not CostType.RUN:
+            ex.cost = block_usage_cost(
+                block, data, ex.input_size + ex.output_size, ex.walltime, self.engine.pricing
             )
         try:
             self.observer.after_node(ex, block)

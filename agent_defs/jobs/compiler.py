@@ -118,7 +118,10 @@ class _OpRunner:
         services: PlatformServices = getattr(context.resources, SERVICES_RESOURCE_KEY)
         # Node execution ids (`<run>/<op>:<n>`) are stable across a retried step: charges are keyed by them.
         options = RunOptions(
-            run_id=f"{context.run_id}/{self.op.name}", user_id=params.user_id, input_masks=params.input_masks
+            run_id=f"{context.run_id}/{self.op.name}",
+            user_id=params.user_id,
+            input_masks=params.input_masks,
+            settings=services.settings,
         )
         part = GraphPart(self.op.nodes, self.deliveries(inputs))
         engine = services.engine_for(self.engine, context.run_id)

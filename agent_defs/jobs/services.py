@@ -7,8 +7,10 @@ no credits are charged, no stored credentials can be resolved, no events are pub
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from dagster import ConfigurableResource, InitResourceContext
@@ -17,9 +19,12 @@ from pydantic import PrivateAttr
 from agent_defs.engine import ExecutionObserver, ReferenceEngine, RunOptions
 from agent_defs.engine.reference import CredentialsResolver
 from agent_defs.graph.model import Graph
+from blocks import BlockCost, CostType
 
 DATABASE_VAR = "AGENTFLOW_DATABASE_URL"
 REDIS_VAR = "AGENTFLOW_REDIS_URL"
+PRICING_VAR = "AGENTFLOW_BLOCK_COSTS"  # a JSON file: {block_id: [{"amount", "type", "filter"}]}
+PRIVATE_ADDRESSES_VAR = "AGENTFLOW_ALLOW_PRIVATE_ADDRESSES"
 SERVICES_RESOURCE_KEY = "agentflow_services"
 
 
@@ -36,14 +41,26 @@ class PlatformServices(ConfigurableResource):
 
     database_url: str = ""
     redis_url: str = ""
+    block_costs_file: str = ""
+    allow_private_addresses: bool | None = None
 
     _ledger: Any = PrivateAttr(default=None)
     _credentials: Any = PrivateAttr(default=None)
     _publisher: Any = PrivateAttr(default=None)
+    _pricing: Any = PrivateAttr(default=None)
+    _settings: dict[str, Any] = PrivateAttr(default_factory=dict)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
         database_url = self.database_url or os.environ.get(DATABASE_VAR, "")
         redis_url = self.redis_url or os.environ.get(REDIS_VAR, "")
+        costs_file = self.block_costs_file or os.environ.get(PRICING_VAR, "")
+        if costs_file:
+            self._pricing = load_pricing(Path(costs_file))
+        allow_private = self.allow_private_addresses
+        if allow_private is None:
+            allow_private = os.environ.get(PRIVATE_ADDRESSES_VAR, "").strip().lower() in ("1", "true", "yes")
+        # Operator switches blocks must obey; loopback and private networks stay closed by default.
+        self._settings = {"allow_private_addresses": allow_private}
         if database_url:
             from agent_defs.credits.ledger import CreditLedger
 
@@ -84,5 +101,28 @@ class PlatformServices(ConfigurableResource):
             graph, options.user_id, dagster_run_id, ledger, publisher
         )
 
+    @property
+    def settings(self) -> dict[str, Any]:
+        return self._settings
+
     def engine_for(self, engine: ReferenceEngine, dagster_run_id: str) -> ReferenceEngine:
-        return engine.with_services(self.observer_factory(dagster_run_id), self.credentials)
+        return engine.with_services(self.observer_factory(dagster_run_id), self.credentials, self._pricing)
+
+
+def load_pricing(path: Path) -> dict[str, list[BlockCost]]:
+    """The operator's block costs; an unreadable file is an error naming it and what is wrong."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return {
+            str(block_id): [
+                BlockCost(
+                    amount=int(c["amount"]), type=CostType(c.get("type", "run")), filter=c.get("filter") or {}
+                )
+                for c in costs
+            ]
+            for block_id, costs in data.items()
+        }
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(
+            f"{PRICING_VAR}={path}: not a block cost table: {type(exc).__name__}: {exc}"
+        ) from None

@@ -11,11 +11,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agent_defs.credits.ledger import CreditLedger
-from agent_defs.engine.costs import block_usage_cost, matching_cost
 from agent_defs.engine.reference import NodeExecution
 from agent_defs.graph.model import Graph
 from agent_defs.requests.events import EventPublisher, node_execution_update
-from blocks import Block, CostType
+from blocks import Block
 
 
 def _when(timestamp: float) -> datetime | None:
@@ -36,22 +35,23 @@ class PlatformObserver:
         self.run_id = run_id  # the Dagster run: the events' graph_exec_id and the charges' reference
         self.ledger = ledger
         self.publisher = publisher
+        self._charged: dict[str, int] = {}
 
     # --- credits ---------------------------------------------------------------------------------
+    # The engine sets execution.cost: before the block runs for per-run costs, after it for per-byte
+    # and per-second ones. Whatever is not yet charged is charged at each point.
     def before_node(self, execution: NodeExecution, block: Block) -> None:
         self._publish(execution, "RUNNING")
-        if self.ledger is None:
-            return
-        cost = matching_cost(block, execution.input_data or {})
-        if cost is not None and cost.type is CostType.RUN and cost.amount:
+        if self.ledger is not None and execution.cost:
             # Raises InsufficientBalanceError, which stops the run as FAILED (rule 6).
             self.ledger.charge(
                 self.user_id,
-                cost.amount,
+                execution.cost,
                 key=execution.id,
                 reference=self.run_id,
                 description=f"{block.name} node {execution.node_id}",
             )
+            self._charged[execution.id] = execution.cost
 
     def on_output(self, execution: NodeExecution, pin: str, value: Any) -> None:
         self._publish(execution, "RUNNING")
@@ -60,28 +60,19 @@ class PlatformObserver:
         self._publish(execution, execution.status.value)
         if self.ledger is None:
             return
-        data = execution.input_data or {}
-        cost = matching_cost(block, data)
-        if cost is not None and cost.type is not CostType.RUN:
-            amount = block_usage_cost(
-                block, data, execution.input_size + execution.output_size, execution.walltime
+        charged_before = self._charged.pop(execution.id, 0)
+        if execution.cost > charged_before:
+            self.ledger.charge(
+                self.user_id,
+                execution.cost - charged_before,
+                key=f"{execution.id}:usage",
+                reference=self.run_id,
+                description=f"{block.name} node {execution.node_id} (usage)",
             )
-            if amount:
-                self.ledger.charge(
-                    self.user_id,
-                    amount,
-                    key=f"{execution.id}:usage",
-                    reference=self.run_id,
-                    description=f"{block.name} node {execution.node_id} ({cost.type.value})",
-                )
-        if execution.error is not None and block.refund_on_failure and cost is not None:
+        if execution.error is not None and block.refund_on_failure:
             for key in (execution.id, f"{execution.id}:usage"):
-                if self._charged(key):
+                if self.ledger.has_charge(key):
                     self.ledger.refund(key, f"{block.name} node {execution.node_id} failed")
-
-    def _charged(self, key: str) -> bool:
-        assert self.ledger is not None
-        return self.ledger.has_charge(key)
 
     # --- live events -------------------------------------------------------------------------------
     def _publish(self, execution: NodeExecution, status: str) -> None:

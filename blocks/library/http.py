@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 import httpx
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from blocks.sdk import (
     Block,
@@ -29,6 +29,8 @@ from blocks.sdk import (
     BlockInput,
     BlockOutput,
     BlockSelfTest,
+    Credentials,
+    CredentialsField,
     RunContext,
 )
 
@@ -324,3 +326,65 @@ async def _fake_send(out: OutgoingRequest, status: int) -> httpx.Response:
     if out.headers.get("Host") != "api.example.com" or out.url.host != "93.184.215.14":
         raise AssertionError(f"request not pinned to the checked address: {out}")
     return httpx.Response(status, json={"ok": status < 400, "echo": out.json})
+
+
+class SendAuthenticatedWebRequestBlock(SendWebRequestBlock):
+    """SendWebRequest with secret headers from the user's host-scoped credential.
+
+    The credential's title is the host it may be sent to; its secret is a JSON object of headers
+    (e.g. {"Authorization": "Bearer ..."}). They are added only for that host, and the engine scrubs
+    the values from everything the node outputs.
+    """
+
+    id = "fff86bcd-e001-4bad-a7f6-2eae4720c8dc"
+    repeated_output_pins = frozenset()
+    description = "Make an HTTP request with secret headers from a host-scoped credential."
+    credentials = (CredentialsField("credentials", provider="http", type="host_scoped"),)
+
+    class Input(SendWebRequestBlock.Input):
+        credentials: dict[str, Any] = Field(
+            description='A host-scoped credential reference: {"id": ..., "provider": "http", "type": "host_scoped"}'
+        )
+
+    self_tests = (
+        BlockSelfTest(
+            input={"url": "https://api.example.com/me", "method": "GET", "credentials": {"id": "c1"}},
+            output=[("response", {"ok": True, "echo": None})],
+            mocks={
+                "_resolve": lambda host, port: _fake_resolve(host, port, "93.184.215.14"),
+                "_send": lambda out: _fake_send(
+                    out, 200 if out.headers.get("Authorization") == "Bearer t0k3n" else 401
+                ),
+            },
+            credentials={
+                "credentials": Credentials(
+                    id="c1",
+                    provider="http",
+                    type="host_scoped",
+                    secret=SecretStr('{"Authorization": "Bearer t0k3n"}'),
+                    owner_user_id="local",
+                    title="api.example.com",
+                )
+            },
+        ),
+    )
+
+    async def run(self, input: Input, ctx: RunContext) -> AsyncIterator[tuple[str, Any]]:
+        credential = ctx.credentials.get("credentials")
+        if credential is None:
+            yield "error", "no credential was resolved for pin 'credentials'"
+            return
+        try:
+            secret_headers = json.loads(credential.secret.get_secret_value())
+            if not isinstance(secret_headers, dict):
+                raise ValueError
+        except ValueError:
+            yield "error", f"credential {credential.id} is not a JSON object of headers"
+            return
+        host = _normalise_url(input.url).host
+        if credential.title and credential.title.lower() != host.lower():
+            yield "error", f"credential {credential.id} is for host {credential.title!r}, not {host!r}"
+            return
+        with_secrets = input.model_copy(update={"headers": {**input.headers, **secret_headers}})
+        async for pin, value in super().run(with_secrets, ctx):
+            yield pin, value

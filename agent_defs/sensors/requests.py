@@ -80,7 +80,10 @@ def _queue() -> RequestQueue:
     from agent_defs.requests.env import prefix_from_env, redis_from_env
     from agent_defs.requests.queue import RequestQueue
 
-    return RequestQueue(redis_from_env(), prefix_from_env())
+    # How long a read-but-unacknowledged request waits before another listener takes it over: long
+    # enough that a slow tick is not mistaken for a dead one.
+    reclaim_ms = int(os.environ.get("AGENTFLOW_REQUEST_RECLAIM_MS", "60000"))
+    return RequestQueue(redis_from_env(), prefix_from_env(), reclaim_idle_ms=reclaim_ms)
 
 
 def _run_ids_for_request(context: SensorEvaluationContext, request_id: str) -> list[str]:

@@ -36,11 +36,13 @@ def _one_node_graph() -> dict:
 
 
 class MemorySampler(threading.Thread):
-    """Peak resident memory of run worker processes (children spawned with multiprocessing spawn)."""
+    """Peak memory of run worker processes: RSS, and PSS (shared pages split among their sharers,
+    the fair share for workers forked from one preloaded parent)."""
 
     def __init__(self) -> None:
         super().__init__(daemon=True)
-        self.peaks: dict[int, int] = {}
+        self.rss: dict[int, int] = {}
+        self.pss: dict[int, int] = {}
         self.stopped = threading.Event()
 
     def run(self) -> None:
@@ -50,14 +52,16 @@ class MemorySampler(threading.Thread):
                     continue
                 try:
                     cmdline = (pid_dir / "cmdline").read_bytes()
-                    if b"spawn_main" not in cmdline:
+                    if b"spawn_main" not in cmdline and b"forkserver" not in cmdline:
                         continue
-                    for line in (pid_dir / "status").read_text().splitlines():
-                        if line.startswith("VmRSS:"):
-                            rss_kib = int(line.split()[1])
-                            pid = int(pid_dir.name)
-                            self.peaks[pid] = max(self.peaks.get(pid, 0), rss_kib)
-                except (OSError, ValueError):
+                    pid = int(pid_dir.name)
+                    for line in (pid_dir / "smaps_rollup").read_text().splitlines():
+                        field, _, rest = line.partition(":")
+                        if field in ("Rss", "Pss"):
+                            kib = int(rest.split()[0])
+                            target = self.rss if field == "Rss" else self.pss
+                            target[pid] = max(target.get(pid, 0), kib)
+                except (OSError, ValueError, IndexError):
                     continue
             time.sleep(0.1)
 
@@ -178,11 +182,12 @@ def main() -> None:
                 daemon.kill()
             for key in client.keys(f"{prefix}:*"):
                 client.delete(key)
-        if sampler.peaks:
-            peaks = sorted(sampler.peaks.values())
+        if sampler.rss:
+            rss, pss = sorted(sampler.rss.values()), sorted(sampler.pss.values())
             print(
-                f"run worker peak RSS over {len(peaks)} workers: median {statistics.median(peaks) / 1024:.0f} MiB, "
-                f"max {peaks[-1] / 1024:.0f} MiB"
+                f"run worker memory over {len(rss)} processes: RSS median {statistics.median(rss) / 1024:.0f} MiB "
+                f"(max {rss[-1] / 1024:.0f}), PSS median {statistics.median(pss) / 1024:.0f} MiB "
+                f"(max {pss[-1] / 1024:.0f})"
             )
 
 

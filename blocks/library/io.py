@@ -6,12 +6,9 @@ AgentOutput node yields into the run's outputs under the node's `name`.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import AsyncIterator
 from typing import Any
 
-from jinja2 import BaseLoader, Template
-from jinja2.sandbox import SandboxedEnvironment
 from pydantic import Field
 
 from blocks.sdk import (
@@ -23,6 +20,7 @@ from blocks.sdk import (
     BlockType,
     RunContext,
 )
+from blocks.templating import render_template
 
 # --- input blocks ---------------------------------------------------------------------------------
 
@@ -212,67 +210,6 @@ class AgentToggleInputBlock(_AgentInputBase):
 
 # --- output block ---------------------------------------------------------------------------------
 
-# Resource limits inside format templates, as AutoGPT's TextFormatter sets them.
-_MAX_EXPONENT = 1000
-_MAX_RANGE = 10_000
-_MAX_SEQUENCE_REPEAT = 10_000
-
-
-def _capped_range(*args: int) -> range:
-    r = range(*args)
-    if len(r) > _MAX_RANGE:
-        raise OverflowError(f"range() too large ({len(r)} items, max {_MAX_RANGE})")
-    return r
-
-
-def _format_filter(value: Any, format_string: str | None = None) -> Any:
-    return format_string % float(value) if format_string else value
-
-
-class _LimitedSandbox(SandboxedEnvironment):
-    """A sandbox that also refuses huge powers and sequence repeats."""
-
-    intercepted_binops = frozenset({"**", "*"})
-
-    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        if operator == "**":
-            for side, label in ((right, "Exponent"), (left, "Base")):
-                if isinstance(side, int | float) and abs(side) > _MAX_EXPONENT:
-                    raise OverflowError(f"{label} too large for exponentiation (max {_MAX_EXPONENT})")
-        elif operator == "*":
-            for seq, times in ((left, right), (right, left)):
-                if (
-                    isinstance(seq, str | list | tuple)
-                    and isinstance(times, int)
-                    and len(seq) * times > _MAX_SEQUENCE_REPEAT
-                ):
-                    raise OverflowError(f"Sequence repeat too large (max {_MAX_SEQUENCE_REPEAT} items)")
-        return super().call_binop(context, operator, left, right)
-
-
-def _make_env(autoescape: bool) -> _LimitedSandbox:
-    env = _LimitedSandbox(loader=BaseLoader(), autoescape=autoescape)
-    env.globals.clear()
-    env.globals["range"] = _capped_range
-    for unsafe in ("pprint", "tojson", "urlize", "xmlattr"):
-        env.filters.pop(unsafe, None)
-    env.filters["format"] = _format_filter
-    return env
-
-
-# Built once per process: one environment per escaping mode.
-_ENVS = {False: _make_env(False), True: _make_env(True)}
-
-
-@functools.lru_cache(maxsize=512)
-def _compiled(fmt: str, escape_html: bool) -> Template:
-    return _ENVS[escape_html].from_string(fmt)
-
-
-def render_format(fmt: str, values: dict[str, Any], escape_html: bool = False) -> str:
-    """Render a Jinja format string in the sandbox (templates are compiled once and cached)."""
-    return _compiled(fmt, escape_html).render(values)
-
 
 class AgentOutputBlock(Block):
     id = "363ae599-353e-4804-937e-b2ee3cef3da4"
@@ -323,7 +260,7 @@ class AgentOutputBlock(Block):
     async def run(self, input: Input, ctx: RunContext) -> AsyncIterator[tuple[str, Any]]:
         if input.format:
             try:
-                rendered = render_format(input.format, {input.name: input.value}, input.escape_html)
+                rendered = render_template(input.format, {input.name: input.value}, input.escape_html)
             except Exception as exc:
                 yield "output", f"Error: {exc}, {input.value}"
             else:

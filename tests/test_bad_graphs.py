@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-CORPUS = Path(__file__).resolve().parent / "corpus" / "bad_graphs"
+from agent_defs.paths import project_root
+
+ROOT = project_root()
+CORPUS = project_root() / "tests" / "corpus" / "bad_graphs"
 EXPECTED: dict[str, list[str]] = json.loads((CORPUS / "expected.json").read_text(encoding="utf-8"))
 AGENTFLOW = Path(sys.executable).parent / "agentflow"
 

@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 
 from agent_defs.cli import parse_input_value
+from agent_defs.paths import project_root
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = project_root()
 AGENTS = ROOT / "agents"
-CORPUS = Path(__file__).resolve().parent / "corpus" / "bad_graphs"
+CORPUS = project_root() / "tests" / "corpus" / "bad_graphs"
 AGENTFLOW = Path(sys.executable).parent / "agentflow"
 
 AUTOGPT_IDS = {

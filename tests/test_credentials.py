@@ -8,8 +8,8 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import psycopg2
@@ -27,38 +27,17 @@ from agent_defs.credentials import (
     credentials_store_from_env,
 )
 from agent_defs.credentials.store import TABLE
+from agent_defs.paths import project_root
 from blocks import Credentials
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = project_root()
 AGENTFLOW = Path(sys.executable).parent / "agentflow"
-BASE_DSN = os.environ.get("AGENTFLOW_TEST_DSN", "host=127.0.0.1 port=5432 dbname=test user=postgres")
-
-
-@contextmanager
-def fresh_schema() -> Iterator[str]:
-    schema = f"t_creds_{uuid.uuid4().hex[:12]}"
-    admin = psycopg2.connect(BASE_DSN)
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f"CREATE SCHEMA {schema}")
-    try:
-        yield f"{BASE_DSN} options='-csearch_path={schema}'"
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f"DROP SCHEMA {schema} CASCADE")
-        admin.close()
-
-
-@pytest.fixture(scope="module")
-def pg_dsn() -> Iterator[str]:
-    with fresh_schema() as dsn:
-        yield dsn
 
 
 @pytest.fixture
-def own_dsn() -> Iterator[str]:
+def own_dsn(fresh_pg_schema: Callable[[], AbstractContextManager[str]]) -> Iterator[str]:
     """A schema of its own, for a test that must see only its own rows (rotation touches every row)."""
-    with fresh_schema() as dsn:
+    with fresh_pg_schema() as dsn:
         yield dsn
 
 

@@ -8,9 +8,9 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import psycopg2
@@ -25,31 +25,10 @@ from agent_defs.credits import (
 )
 from agent_defs.credits.ledger import BALANCES, TRANSACTIONS
 from agent_defs.engine import InsufficientBalanceError
+from agent_defs.paths import project_root
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = project_root()
 AGENTFLOW = Path(sys.executable).parent / "agentflow"
-BASE_DSN = os.environ.get("AGENTFLOW_TEST_DSN", "host=127.0.0.1 port=5432 dbname=test user=postgres")
-
-
-@contextmanager
-def fresh_schema() -> Iterator[str]:
-    schema = f"t_credits_{uuid.uuid4().hex[:12]}"
-    admin = psycopg2.connect(BASE_DSN)
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f"CREATE SCHEMA {schema}")
-    try:
-        yield f"{BASE_DSN} options='-csearch_path={schema}'"
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f"DROP SCHEMA {schema} CASCADE")
-        admin.close()
-
-
-@pytest.fixture(scope="module")
-def pg_dsn() -> Iterator[str]:
-    with fresh_schema() as dsn:
-        yield dsn
 
 
 @pytest.fixture
@@ -207,8 +186,10 @@ def test_concurrent_charges_never_overdraw(pg_dsn: str, user: str) -> None:
         assert all(r[5] >= 0 for r in rows(pg_dsn, user))
 
 
-def test_tables_are_created_safely_by_concurrent_ledgers() -> None:
-    with fresh_schema() as dsn:
+def test_tables_are_created_safely_by_concurrent_ledgers(
+    fresh_pg_schema: Callable[[], AbstractContextManager[str]],
+) -> None:
+    with fresh_pg_schema() as dsn:
         ledgers = [CreditLedger(dsn) for _ in range(8)]
         try:
             with ThreadPoolExecutor(8) as pool:

@@ -12,9 +12,9 @@ import shutil
 import subprocess
 import sys
 import threading
-import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ import pytest
 
 from agent_defs.graph import GraphLoadError
 from agent_defs.graph.validation import validate_graph
-from agent_defs.paths import agents_dir
+from agent_defs.paths import agents_dir, project_root
 from agent_defs.store import (
     DirectoryGraphStore,
     GraphNotFound,
@@ -35,10 +35,9 @@ from agent_defs.store import (
 )
 from agent_defs.store.postgres import TABLE
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = project_root()
 AGENTFLOW = Path(sys.executable).parent / "agentflow"
-BAD_GRAPHS = Path(__file__).resolve().parent / "corpus" / "bad_graphs"
-BASE_DSN = os.environ.get("AGENTFLOW_TEST_DSN", "host=127.0.0.1 port=5432 dbname=test user=postgres")
+BAD_GRAPHS = project_root() / "tests" / "corpus" / "bad_graphs"
 STORE_BLOCK = "1ff065e9-88e8-4358-9d82-8dc91f622ba9"  # StoreValueBlock
 
 
@@ -76,18 +75,9 @@ def actives(store: GraphStore) -> dict[str, list[int]]:
 
 
 @pytest.fixture
-def pg_dsn() -> Iterator[str]:
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = psycopg2.connect(BASE_DSN)
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f"CREATE SCHEMA {schema}")
-    try:
-        yield f"{BASE_DSN} options='-csearch_path={schema}'"
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f"DROP SCHEMA {schema} CASCADE")
-        admin.close()
+def pg_dsn(fresh_pg_schema: Callable[[], AbstractContextManager[str]]) -> Iterator[str]:
+    with fresh_pg_schema() as dsn:  # one schema per test here: each test counts versions from zero
+        yield dsn
 
 
 @pytest.fixture

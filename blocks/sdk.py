@@ -71,6 +71,9 @@ class CredentialsField:
     input_name: str
     provider: str
     type: str = "api_key"  # api_key | oauth2 | user_password | host_scoped
+    # The block can run without one (e.g. it falls back to operator-configured settings): a node
+    # with no reference then runs with no credential instead of failing.
+    optional: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from support_servers import JinaStyleServer, ScriptedLLMServer  # noqa: E402
+from support_servers import JinaStyleServer, ScriptedLLMServer
 
 BASE_DSN = os.environ.get("AGENTFLOW_TEST_DSN", "host=127.0.0.1 port=5432 dbname=test user=postgres")
 

@@ -22,6 +22,7 @@ from agent_defs.graph.validation import validate_graph
 from agent_defs.jobs.compiler import compile_graph
 from agent_defs.jobs.results import read_run_summary
 from agent_defs.paths import agents_dir, shared_dir
+from blocks import REGISTRY
 from blocks.library.basic import StoreValueBlock
 from blocks.library.branching import ConditionBlock
 from blocks.library.io import AgentInputBlock, AgentOutputBlock
@@ -140,6 +141,20 @@ def _runnable_files() -> list[Path]:
 
 @pytest.mark.parametrize("path", _runnable_files(), ids=lambda p: p.name)
 def test_stored_graphs_agree(path: Path, instance: DagsterInstance) -> None:
-    result = assert_agree(load_graph_file(path), instance)
+    graph = load_graph_file(path)
+    result = assert_agree(graph, instance)
     assert result.status.value == "COMPLETED"
-    assert result.outputs, f"{path.name} produced no outputs"
+    # Without stored credentials, nodes that need them (LLM, web search) fail on both sides alike; the
+    # exports using them run end to end with credentials against local servers in test_llm_blocks.py.
+    needs_credentials = any(
+        (block := REGISTRY.get(n.block_id)) is not None and block.credentials
+        for g in _with_sub_graphs(graph)
+        for n in g.nodes
+    )
+    assert result.outputs or needs_credentials, f"{path.name} produced no outputs"
+
+
+def _with_sub_graphs(graph: Graph) -> Iterator[Graph]:
+    yield graph
+    for sub in graph.sub_graphs:
+        yield from _with_sub_graphs(sub)

@@ -672,6 +672,8 @@ class _Run:
             ref = getattr(model, field_spec.input_name, None)
             credential_id = ref.get("id") if isinstance(ref, Mapping) else getattr(ref, "id", None)
             if not credential_id:
+                if field_spec.optional:
+                    continue
                 raise ValueError(
                     f"pin {field_spec.input_name!r} needs a {field_spec.provider} credential reference "
                     '({"id": ...}); none was given'

@@ -23,7 +23,19 @@ from dagster._core.launcher import CheckRunHealthResult, LaunchRunContext, RunLa
 from dagster._serdes import ConfigurableClass, ConfigurableClassData, deserialize_value, serialize_value
 
 WORKER_PID_TAG = "agentflow/worker_pid"
-PRELOAD = ["dagster", "agent_defs.definitions"]
+# Everything a run worker imports except the repository itself: importing agent_defs.definitions
+# lists the stored graphs, and a list taken when the forkserver started would miss every graph
+# stored since. Each worker builds that list afresh (cheap, with the preflight cache).
+PRELOAD = [
+    "dagster",
+    "dagster._core.execution.api",
+    "dagster._utils.hosted_user_process",
+    "agent_defs.jobs.catalog",
+    "agent_defs.schedules.definitions",
+    "agent_defs.sensors.notifications",
+    "agent_defs.sensors.requests",
+    "agent_defs.store.env",
+]
 
 
 def _execute(serialized_origin: str, run_id: str, serialized_ref: str) -> None:

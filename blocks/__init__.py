@@ -14,6 +14,7 @@ from blocks.sdk import (
     CostType,
     Credentials,
     CredentialsField,
+    RetryPolicy,
     RunContext,
 )
 
@@ -33,5 +34,6 @@ __all__ = [
     "CostType",
     "Credentials",
     "CredentialsField",
+    "RetryPolicy",
     "RunContext",
 ]

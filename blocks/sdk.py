@@ -28,6 +28,56 @@ class BlockInputError(ValueError):
         super().__init__("; ".join(f"pin {pin!r}: {msg}" for pin, msg in problems))
 
 
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How the engine retries a failed execution attempt of a block (a node may override the numbers
+    in its stored metadata, `agentflow.retry`).
+
+    An attempt fails when the block raises, yields `error`, yields one of `retry_on_pins` (e.g. an
+    HTTP block's `server_error`) or runs past its timeout. It is retried, after an exponential backoff
+    (`backoff_seconds * 2**n`, capped at `max_backoff_seconds`, then spread by +-`jitter` as a fraction),
+    only when the failure is transient: an exception of one of `retry_on` types, an error text
+    containing one of `retry_on_errors` (case-insensitive), a `retry_on_pins` yield, or a timeout
+    (`retry_timeouts`). With more than one attempt, an attempt's yields are held back and routed only
+    once it is final, so a retried node fires its links once. The same classification tells a circuit
+    breaker which failures are the provider's.
+    """
+
+    attempts: int = 1
+    backoff_seconds: float = 0.5
+    max_backoff_seconds: float = 30.0
+    jitter: float = 0.1
+    retry_on: tuple[type[BaseException], ...] = (TimeoutError, ConnectionError)
+    retry_on_errors: tuple[str, ...] = ()
+    retry_on_pins: frozenset[str] = frozenset()
+    retry_timeouts: bool = True
+    # Every failure is transient (what a node's `agentflow.retry` means on a block without a policy).
+    retry_all: bool = False
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ValueError(f"RetryPolicy.attempts must be at least 1, not {self.attempts}")
+        if self.backoff_seconds < 0 or self.max_backoff_seconds < 0:
+            raise ValueError("RetryPolicy backoff seconds must not be negative")
+        if not 0 <= self.jitter <= 1:
+            raise ValueError(f"RetryPolicy.jitter is a fraction between 0 and 1, not {self.jitter}")
+
+    def delay(self, retry: int, random: Callable[[], float]) -> float:
+        """Seconds to wait before retry number `retry` (1 = the first retry); `random` gives [0, 1)."""
+        base = min(self.max_backoff_seconds, self.backoff_seconds * (2 ** (retry - 1)))
+        return max(0.0, base * (1 + self.jitter * (2 * random() - 1)))
+
+    def is_transient(self, error: str | None, exc: BaseException | None = None) -> bool:
+        if self.retry_all:
+            return True
+        if exc is not None and isinstance(exc, self.retry_on):
+            return True
+        if error:
+            lowered = error.lower()
+            return any(marker.lower() in lowered for marker in self.retry_on_errors)
+        return False
+
+
 class BlockType(StrEnum):
     STANDARD = "Standard"
     INPUT = "Input"
@@ -180,6 +230,19 @@ class Block:
     # work was billed to us); the ledger records a compensating entry, never an edit.
     refund_on_failure: ClassVar[bool] = False
     credentials: ClassVar[Sequence[CredentialsField]] = ()
+    # --- resilience (DESIGN.md, "resilience") ------------------------------------------------------
+    # Retries of a failed attempt; a node's metadata `agentflow.retry` may override the numbers.
+    retry_policy: ClassVar[RetryPolicy | None] = None
+    # Cancel an attempt that runs longer; a node's metadata `agentflow.timeout_seconds` overrides it.
+    timeout_seconds: ClassVar[float | None] = None
+    # The external provider a circuit breaker guards (None: the first credentials field's provider,
+    # or no breaker). `breaker_key` may narrow it per input (e.g. per host).
+    provider: ClassVar[str | None] = None
+    # A pure block: an identical earlier execution's outputs may be reused (within a TTL). With
+    # `cache_requires_opt_in` (LLM calls) only on nodes whose metadata says `agentflow.cache: true`.
+    cacheable: ClassVar[bool] = False
+    cache_requires_opt_in: ClassVar[bool] = False
+    cache_ttl_seconds: ClassVar[float] = 3600.0
     self_tests: ClassVar[Sequence[BlockSelfTest]] = ()
 
     _output_adapters: ClassVar[dict[str, TypeAdapter[Any]]]
@@ -194,6 +257,12 @@ class Block:
 
     def run(self, input: Any, ctx: RunContext) -> AsyncIterator[tuple[str, Any]]:
         raise NotImplementedError
+
+    def breaker_key(self, input: Any) -> str | None:
+        """The circuit breaker this execution goes through: the provider, unless a block narrows it."""
+        if self.provider is not None:
+            return self.provider
+        return self.credentials[0].provider if self.credentials else None
 
     def make_input(self, data: Mapping[str, Any]) -> BlockInput:
         """Validate a node execution's merged input (defaults, pin values, mask) into the Input model.

@@ -61,7 +61,14 @@ class Resolver:
 class EngineWithCredentials(ReferenceEngine):
     """Keeps the test's credentials resolver when a compiled op plugs in platform services without one."""
 
-    def with_services(self, observer_factory: Any, credentials: Any, pricing: Any = None) -> ReferenceEngine:
+    def with_services(
+        self,
+        observer_factory: Any,
+        credentials: Any,
+        pricing: Any = None,
+        breakers: Any = None,
+        cache: Any = None,
+    ) -> ReferenceEngine:
         return EngineWithCredentials(
             self.registry,
             self.limits,
@@ -69,6 +76,8 @@ class EngineWithCredentials(ReferenceEngine):
             observer_factory,
             credentials or self.credentials,
             pricing,
+            breakers,
+            cache,
         )
 
 

@@ -8,6 +8,7 @@ task, at most `node_concurrency` at once); routing happens as each value is yiel
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -21,6 +22,14 @@ from agent_defs.credentials.redaction import Redactor
 from agent_defs.engine import dynamic_pins
 from agent_defs.engine.costs import Pricing, block_usage_cost, matching_cost
 from agent_defs.graph.model import Graph, Link, Node
+from agent_defs.resilience.policy import (
+    BreakerService,
+    NodeGuard,
+    NodeTimeoutError,
+    OutputCacheService,
+    cache_key,
+    node_guard,
+)
 from blocks import REGISTRY, Block, BlockRegistry, BlockType, CostType, Credentials, RunContext
 from blocks.sdk import BlockInputError
 
@@ -73,6 +82,8 @@ class NodeExecution:
     output_size: int = 0
     cost: int = 0
     validated: Any = field(default=None, repr=False)  # the block's Input model, set when ready
+    attempts: int = 0  # execution attempts of the block (more than 1 when retried)
+    cached: bool = False  # the outputs came from the output cache (the block did not run; no charge)
 
     @property
     def walltime(self) -> float:
@@ -89,6 +100,8 @@ class NodeExecution:
             "output_size": self.output_size,
             "cost": self.cost,
             "error": self.error,
+            "attempts": self.attempts,
+            "cached": self.cached,
         }
 
 
@@ -290,6 +303,7 @@ class _NodePlan:
     has_dynamic_inputs: bool
     is_input: bool
     is_output: bool
+    guard: NodeGuard | None  # retries, timeout, breaker, cache; None: the plain fast path
 
 
 def plan_graph(
@@ -344,6 +358,7 @@ def plan_graph(
             or any(dynamic_pins.is_dynamic(lk.sink_name) for lk in links_in),
             is_input=block.block_type is BlockType.INPUT,
             is_output=block.block_type is BlockType.OUTPUT,
+            guard=node_guard(node.id, node.metadata, block),
         )
     return plans
 
@@ -367,6 +382,8 @@ class ReferenceEngine:
         observer_factory: Callable[[Graph, RunOptions], ExecutionObserver] | None = None,
         credentials: CredentialsResolver | None = None,
         pricing: Pricing | None = None,
+        breakers: BreakerService | None = None,
+        cache: OutputCacheService | None = None,
     ) -> None:
         self.registry = registry
         self.limits = limits
@@ -374,16 +391,28 @@ class ReferenceEngine:
         self.observer_factory = observer_factory
         self.credentials = credentials
         self.pricing = pricing  # operator's block costs, overriding the blocks' own
+        self.breakers = breakers  # circuit breakers per external provider (shared, in Redis)
+        self.cache = cache  # outputs of identical earlier executions of cacheable blocks
 
     def with_services(
         self,
         observer_factory: Callable[[Graph, RunOptions], ExecutionObserver] | None,
         credentials: CredentialsResolver | None,
         pricing: Pricing | None = None,
+        breakers: BreakerService | None = None,
+        cache: OutputCacheService | None = None,
     ) -> ReferenceEngine:
-        """The same engine, with a run's platform services (credits, events, credentials) plugged in."""
+        """The same engine, with a run's platform services (credits, events, credentials, circuit
+        breakers, output cache) plugged in."""
         return ReferenceEngine(
-            self.registry, self.limits, self.resolve_graph, observer_factory, credentials, pricing
+            self.registry,
+            self.limits,
+            self.resolve_graph,
+            observer_factory,
+            credentials,
+            pricing,
+            breakers,
+            cache,
         )
 
     def run_sync(
@@ -623,19 +652,23 @@ class _Run:
         try:
             if redactor is not None:
                 ctx.credentials = self._resolve_credentials(block, model, redactor)
-            self.observer.before_node(ex, block)
-            async for pin, value in block.run(model, ctx):
-                value = block.validate_output(pin, value)
-                if redactor is not None:
-                    value = redactor.redact_obj(value)
-                ex.outputs.append((pin, value))
-                ex.output_size += _size(value)
-                if pin == "error":
-                    ex.error = str(value)
-                if plan.is_output and pin == "output":
-                    self._record_output(data.get("name"), value)
-                self.observer.on_output(ex, pin, value)
-                self._route(plan, pin, value)
+            if plan.guard is not None:
+                await self._run_guarded(plan, plan.guard, ex, model, data, ctx, redactor)
+            else:
+                ex.attempts = 1
+                self.observer.before_node(ex, block)
+                async for pin, value in block.run(model, ctx):
+                    value = block.validate_output(pin, value)
+                    if redactor is not None:
+                        value = redactor.redact_obj(value)
+                    ex.outputs.append((pin, value))
+                    ex.output_size += _size(value)
+                    if pin == "error":
+                        ex.error = str(value)
+                    if plan.is_output and pin == "output":
+                        self._record_output(data.get("name"), value)
+                    self.observer.on_output(ex, pin, value)
+                    self._route(plan, pin, value)
         except asyncio.CancelledError:
             ex.status = ExecStatus.TERMINATED
             ex.ended_at = time.time()
@@ -655,7 +688,7 @@ class _Run:
             self._route(plan, "error", ex.error)
         ex.ended_at = time.time()
         ex.status = ExecStatus.FAILED if ex.error is not None else ExecStatus.COMPLETED
-        if cost is not None and cost.type is not CostType.RUN:
+        if cost is not None and cost.type is not CostType.RUN and not ex.cached:
             ex.cost = block_usage_cost(
                 block, data, ex.input_size + ex.output_size, ex.walltime, self.engine.pricing
             )
@@ -663,6 +696,111 @@ class _Run:
             self.observer.after_node(ex, block)
         except RunStoppedError as exc:  # e.g. the per-byte charge after the node ran could not be paid
             self._stop_run(exc)
+
+    # --- resilience: cache, circuit breaker, timeout, retries ------------------------------------------
+    async def _run_guarded(
+        self,
+        plan: _NodePlan,
+        guard: NodeGuard,
+        ex: NodeExecution,
+        model: Any,
+        data: Mapping[str, Any],
+        ctx: RunContext,
+        redactor: Redactor | None,
+    ) -> None:
+        """Runs a guarded node's block, like the plain path in `_execute`, and raises the final attempt's
+        exception for `_execute` to report. The node execution (and so its id, which charging is keyed
+        by) is the same for every attempt; `before_node` is called once."""
+        block = plan.block
+        if guard.config_error is not None:
+            raise ValueError(guard.config_error)
+        cache = self.engine.cache if guard.cache_ttl_seconds is not None else None
+        key = cache_key(block, model, self.options.user_id, ctx.credentials) if cache is not None else None
+        if cache is not None and key is not None:
+            hit = cache.get(key)
+            if hit is not None:  # the block does not run: nothing to charge
+                ex.cached = True
+                ex.cost = 0
+                self.observer.before_node(ex, block)
+                for pin, value in hit:
+                    self._emit(plan, ex, data, pin, value)
+                return
+        breakers = self.engine.breakers if guard.breaker else None
+        provider = block.breaker_key(model) if breakers is not None else None
+        if provider is not None:
+            breakers.before_call(provider)  # type: ignore[union-attr]  # CircuitOpenError: fail fast, uncharged
+        self.observer.before_node(ex, block)
+        policy = guard.retry
+        attempts = policy.attempts if policy is not None else 1
+        buffer: list[tuple[str, Any]] | None = None
+        while True:
+            ex.attempts += 1
+            if provider is not None and ex.attempts > 1:
+                breakers.before_call(provider)  # type: ignore[union-attr]
+            if guard.buffered:
+                buffer = []
+            failure: str | None = None
+            failed_pin = False
+            raised: Exception | None = None
+            timer = asyncio.timeout(guard.timeout_seconds)
+            try:
+                async with timer:
+                    async for pin, value in block.run(model, ctx):
+                        value = block.validate_output(pin, value)
+                        if redactor is not None:
+                            value = redactor.redact_obj(value)
+                        if pin == "error":
+                            failure = str(value)
+                        elif policy is not None and pin in policy.retry_on_pins:
+                            failed_pin = True
+                        if buffer is not None:
+                            buffer.append((pin, value))
+                        else:
+                            self._emit(plan, ex, data, pin, value)
+            except RunStoppedError:
+                raise
+            except Exception as exc:
+                raised = exc
+                if isinstance(exc, TimeoutError) and timer.expired():
+                    raised = NodeTimeoutError(
+                        f"node {plan.node.id} ({block.name}) timed out after {guard.timeout_seconds:g} s "
+                        f"(timeout_seconds) on attempt {ex.attempts} of {attempts}"
+                    )
+                failure = str(raised) or type(raised).__name__
+            failed = failed_pin or failure is not None
+            if not failed:
+                transient = False
+            elif policy is None:
+                transient = True  # for the breaker: any failure of a block without a classification
+            elif isinstance(raised, NodeTimeoutError):
+                transient = policy.retry_timeouts
+            else:
+                transient = failed_pin or policy.is_transient(failure, raised)
+            if provider is not None:
+                breakers.record(provider, ok=not transient)  # type: ignore[union-attr]
+            if transient and ex.attempts < attempts and policy is not None:
+                await asyncio.sleep(policy.delay(ex.attempts, random.random))
+                continue
+            for pin, value in buffer or ():
+                self._emit(plan, ex, data, pin, value)
+            if raised is not None:
+                raise raised
+            if key is not None and not failed:
+                cache.put(key, ex.outputs, guard.cache_ttl_seconds)  # type: ignore[union-attr, arg-type]
+            return
+
+    def _emit(
+        self, plan: _NodePlan, ex: NodeExecution, data: Mapping[str, Any], pin: str, value: Any
+    ) -> None:
+        """Record and route one (validated, redacted) output of a guarded node, as `_execute` does."""
+        ex.outputs.append((pin, value))
+        ex.output_size += _size(value)
+        if pin == "error":
+            ex.error = str(value)
+        if plan.is_output and pin == "output":
+            self._record_output(data.get("name"), value)
+        self.observer.on_output(ex, pin, value)
+        self._route(plan, pin, value)
 
     def _resolve_credentials(self, block: Block, model: Any, redactor: Redactor) -> dict[str, Credentials]:
         """Credentials fields hold references ({"id": ...}); the values are fetched for this run's user

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from agent_defs.graph.model import Graph, Link, Node
@@ -25,6 +26,14 @@ class GraphBuilder:
         metadata = {"customized_name": label} if label else {}
         self._nodes.append(Node(id=node_id, block_id=block_id, input_default=defaults, metadata=metadata))
         return node_id
+
+    def metadata(self, node_id: str, **entries: Any) -> GraphBuilder:
+        """Add entries to a node's stored metadata (e.g. `agentflow={"retry": {...}}`)."""
+        for i, node in enumerate(self._nodes):
+            if node.id == node_id:
+                self._nodes[i] = replace(node, metadata={**node.metadata, **entries})
+                return self
+        raise KeyError(f"no node {node_id!r}")
 
     def link(
         self, source: str, source_pin: str, sink: str, sink_pin: str, *, static: bool = False

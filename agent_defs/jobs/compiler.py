@@ -35,6 +35,7 @@ from agent_defs.engine import EngineLimits, GraphPart, ReferenceEngine, RunOptio
 from agent_defs.graph.model import Graph, Link
 from agent_defs.jobs.run_config import RUN_RESOURCE_KEY, AgentRunParams, job_config_mapping
 from agent_defs.jobs.services import SERVICES_RESOURCE_KEY, PlatformServices
+from agent_defs.logs import log_node_executions
 from blocks import REGISTRY
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,7 @@ def _execution_metadata(result: RunResult, output_nodes: frozenset[str]) -> dict
     executions = [
         {
             **e.summary(),
+            "block_id": e.block_id,  # for the metrics' block_error_rate{block_id,block_name}
             "outputs": [[pin, value] for pin, value in e.outputs],
             "ended_at": e.ended_at,
         }
@@ -128,6 +130,15 @@ class _OpRunner:
         result = engine.run_sync(self.graph, params.inputs, options, part=part)
         details = _execution_metadata(result, self.output_nodes)
         _log_executions(context, result, completed=self.op.kind is not OpKind.NODE)
+        # ...and one JSON line per node execution on stderr (agent_defs/logs.py), for the compute logs.
+        log_node_executions(
+            result.executions,
+            run_id=context.run_id,
+            user_id=params.user_id,
+            graph_id=self.graph.id,
+            graph_version=self.graph.version,
+            step=self.op.name,
+        )
         if result.status is not RunStatus.COMPLETED:
             if result.stopped_by:
                 context.instance.add_run_tags(context.run_id, {f"{TAG_PREFIX}stopped_by": result.stopped_by})

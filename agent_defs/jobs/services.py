@@ -1,4 +1,5 @@
-"""The platform services a run's ops use: credits, credentials and live events.
+"""The platform services a run's ops use: credits, credentials, live events, circuit breakers and the
+output cache.
 
 A ConfigurableResource that reads its settings when a run starts, never at import. Each service is
 off when its backing store is not configured, so the embedded default (no servers) runs as before:
@@ -48,6 +49,8 @@ class PlatformServices(ConfigurableResource):
     _credentials: Any = PrivateAttr(default=None)
     _publisher: Any = PrivateAttr(default=None)
     _pricing: Any = PrivateAttr(default=None)
+    _breakers: Any = PrivateAttr(default=None)
+    _cache: Any = PrivateAttr(default=None)
     _settings: dict[str, Any] = PrivateAttr(default_factory=dict)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
@@ -74,10 +77,18 @@ class PlatformServices(ConfigurableResource):
         if redis_url:
             import redis
 
+            from agent_defs.requests.env import prefix_from_env
             from agent_defs.requests.events import EventPublisher
+            from agent_defs.resilience.breaker import CircuitBreakers
+            from agent_defs.resilience.cache import OutputCache, cache_enabled_from_env
 
             client = redis.Redis.from_url(redis_url, socket_connect_timeout=1, socket_timeout=2)
             self._publisher = EventPublisher(client)
+            # Shared by every run process; a Redis outage turns them off, never fails a run.
+            prefix = prefix_from_env()
+            self._breakers = CircuitBreakers.from_env(redis_url, prefix)
+            if cache_enabled_from_env():
+                self._cache = OutputCache.from_url(redis_url, prefix)
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
         for service in (self._ledger, self._credentials):
@@ -106,7 +117,13 @@ class PlatformServices(ConfigurableResource):
         return self._settings
 
     def engine_for(self, engine: ReferenceEngine, dagster_run_id: str) -> ReferenceEngine:
-        return engine.with_services(self.observer_factory(dagster_run_id), self.credentials, self._pricing)
+        return engine.with_services(
+            self.observer_factory(dagster_run_id),
+            self.credentials,
+            self._pricing,
+            breakers=self._breakers,
+            cache=self._cache,
+        )
 
 
 def load_pricing(path: Path) -> dict[str, list[BlockCost]]:

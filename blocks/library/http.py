@@ -31,6 +31,7 @@ from blocks.sdk import (
     BlockSelfTest,
     Credentials,
     CredentialsField,
+    RetryPolicy,
     RunContext,
 )
 
@@ -39,6 +40,22 @@ MAX_JSON_BODY = 10_000_000
 REQUEST_TIMEOUT = httpx.Timeout(60.0, connect=15.0)
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
+# One attempt by default (a request need not be idempotent; a node may ask for retries in its
+# metadata); 5xx answers and transport failures are what is transient, and what trips a host's breaker.
+HTTP_RETRY_POLICY = RetryPolicy(
+    attempts=1,
+    retry_on_pins=frozenset({"server_error"}),
+    retry_on_errors=(
+        "ConnectError",
+        "ConnectTimeout",
+        "ReadTimeout",
+        "WriteTimeout",
+        "PoolTimeout",
+        "ReadError",
+        "WriteError",
+        "RemoteProtocolError",
+    ),
+)
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -123,6 +140,7 @@ class SendWebRequestBlock(Block):
     repeated_output_pins = frozenset()
     description = "Make an HTTP request (JSON / form / multipart)."
     categories = frozenset({BlockCategory.OUTPUT})
+    retry_policy = HTTP_RETRY_POLICY
 
     class Input(BlockInput):
         url: str = Field(description="The URL to send the request to")
@@ -173,6 +191,14 @@ class SendWebRequestBlock(Block):
             output=[("error", lambda e: "scheme 'file'" in e)],
         ),
     )
+
+    def breaker_key(self, input: Any) -> str | None:
+        """One circuit breaker per host ("http:<host>"): one failing site must not stop calls to others."""
+        try:
+            host = _normalise_url(str(getattr(input, "url", ""))).host
+        except RequestRefused:
+            return None
+        return f"http:{host.lower()}"
 
     # --- I/O helpers: self-tests replace these ---------------------------------------------------------
     async def _resolve(self, host: str, port: int) -> list[str]:

@@ -50,6 +50,7 @@ from blocks.sdk import (
     BlockSelfTest,
     Credentials,
     CredentialsField,
+    RetryPolicy,
     RunContext,
 )
 
@@ -343,6 +344,15 @@ class LlmBlock(Block):
 
     categories = frozenset({BlockCategory.AI})
     credentials = LLM_CREDENTIALS
+    # The blocks retry calls themselves (AutoGPT's loop); the engine makes one attempt unless a node
+    # asks for more. These are the provider's failures, which count towards its circuit breaker.
+    retry_policy = RetryPolicy(
+        attempts=1,
+        retry_on_errors=("timed out", "returned HTTP 5", "returned HTTP 429", "cannot reach LLM endpoint"),
+    )
+    # Reusing an identical call's answer only when the node opts in (`agentflow.cache: true`).
+    cacheable = True
+    cache_requires_opt_in = True
 
     async def _endpoint(self, ctx: RunContext) -> LlmEndpoint:
         endpoint = resolve_endpoint(ctx)

@@ -100,6 +100,7 @@ class MatchTextPatternBlock(Block):
 class ExtractTextInformationBlock(Block):
     id = "3146e4fe-2cdd-4f29-bd12-0c9d5bb4deb0"
     repeated_output_pins = frozenset({"positive"})
+    cacheable = True  # pure (regex over text); cheaper blocks are not worth a Redis round trip
     description = "This block extracts the text from the given text using the pattern (regex)."
     categories = frozenset({BlockCategory.TEXT})
 

@@ -93,6 +93,7 @@ def parse_xml(text: str) -> dict[str, Any]:
 class XMLParserBlock(Block):
     id = "286380af-9529-4b55-8be0-1d7c854abdb5"
     repeated_output_pins = frozenset()
+    cacheable = True  # pure: the same XML parses to the same dict
     description = "Parses XML and converts it to a dict"
     categories = frozenset({BlockCategory.BASIC})
 

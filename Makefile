@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run dev test lint bench services
+.PHONY: install run dev test lint bench services browser
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -22,11 +22,22 @@ dev: install
 services:
 	./scripts/start_services.sh
 
+# The UI test (tests/test_ui_browser.py) drives Debian's Chromium with Playwright; Playwright's own
+# browser download does not work here. Installed only when missing, so a second run does nothing.
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+
+$(CHROMIUM):
+	$(SUDO) apt-get update
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y chromium
+
+browser: $(CHROMIUM)
+
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: install services lint
+test: install services browser lint
 	$(PY) -m pytest
 
 bench: install

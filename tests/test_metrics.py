@@ -352,3 +352,21 @@ def test_a_run_in_another_process_is_active_then_counted(setup: Setup) -> None:
     nodes = [json.loads(line) for line in err.splitlines() if '"agentflow.node"' in line]
     assert {n["node_id"] for n in nodes} == {"wait", "out"}
     assert all(n["user_id"] == "metrics-user" and n["run_id"] for n in nodes)
+
+
+def test_output_cache_hits_and_misses_are_exported(setup: Setup) -> None:
+    from agent_defs.resilience.cache import OutputCache
+
+    client = redis.Redis(decode_responses=False)
+    cache = OutputCache(client, setup.env["AGENTFLOW_REDIS_PREFIX"])
+    engine = ReferenceEngine(cache=cache)
+    graph = _xml(f"<a>{uuid.uuid4().hex}</a>", "metrics cached xml")  # XMLParser is cacheable
+    before = cache.counts()
+    for _ in range(3):  # one miss, then two hits
+        assert engine.run_sync(graph).status.value == "COMPLETED"
+    after = cache.counts()
+    assert (after["misses"] - before["misses"], after["hits"] - before["hits"]) == (1, 2)
+    scraped = setup.server.scrape()
+    assert scraped.value("agentflow_output_cache_hits_total") == after["hits"]
+    assert scraped.value("agentflow_output_cache_misses_total") == after["misses"]
+    client.close()

@@ -465,3 +465,35 @@ def test_a_planted_secret_appears_nowhere_and_never_crosses_users(platform: Plat
     assert events and searched["compute logs"]
     for where, text in searched.items():
         assert PLANTED not in text, f"the planted secret leaked into the {where}"
+
+
+def test_a_killed_run_worker_is_detected_and_its_run_failed(platform: Platform) -> None:
+    request_id = f"doomed-{uuid.uuid4().hex}"
+    platform.enqueue({"request_id": request_id, "graph_id": SLOW_ID, "user_id": "erin"})
+    run = platform.wait_for_run(request_id, {DagsterRunStatus.STARTED})
+    os.kill(int(run.tags["agentflow/worker_pid"]), signal.SIGKILL)
+    run = platform.wait_for_run(request_id, {DagsterRunStatus.FAILURE}, timeout=90)
+    with platform.instance() as instance:
+        messages = " ".join(e.message or "" for e in instance.all_logs(run.run_id))
+    assert "run worker" in messages.lower()
+
+
+def test_a_run_over_its_maximum_runtime_is_stopped_with_the_reason(platform: Platform) -> None:
+    from dagster_graphql import DagsterGraphQLClient
+
+    client = DagsterGraphQLClient("127.0.0.1", port_number=platform.port)
+    run_id = client.submit_job_execution(
+        "Slow_parent_v1", run_config={"user_id": "erin"}, tags={"dagster/max_runtime": "3"}
+    )
+    deadline = time.time() + 90
+    status = None
+    while time.time() < deadline:
+        with platform.instance() as instance:
+            status = instance.get_run_by_id(run_id).status
+        if status in (DagsterRunStatus.CANCELED, DagsterRunStatus.FAILURE):
+            break
+        time.sleep(0.5)
+    assert status in (DagsterRunStatus.CANCELED, DagsterRunStatus.FAILURE), status
+    with platform.instance() as instance:
+        messages = " ".join(e.message or "" for e in instance.all_logs(run_id))
+    assert "maximum runtime" in messages.lower()

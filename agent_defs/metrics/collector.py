@@ -299,6 +299,10 @@ class AgentflowCollector(Collector):
                 self._queue = self.queue_factory()
             depth = self._queue.depth()
             dead = self._queue.dead_letter_depth()
+            # The output cache counts hits and misses of every run process in Redis.
+            hits, misses = self._queue.client.mget(
+                f"{self._queue.prefix}:cache:hits", f"{self._queue.prefix}:cache:misses"
+            )
         except Exception as exc:
             log.error("metrics: cannot read the request queue: %s", exc, extra={"source": "redis"})
             up.add_metric([], 0)
@@ -310,6 +314,16 @@ class AgentflowCollector(Collector):
             "agentflow_request_queue_depth", "Requests on the stream not yet acknowledged", value=depth
         )
         yield GaugeMetricFamily("agentflow_dead_letter_depth", "Entries in the dead-letter list", value=dead)
+        yield CounterMetricFamily(
+            "agentflow_output_cache_hits",
+            "Node executions answered from the output cache",
+            value=int(hits or 0),
+        )
+        yield CounterMetricFamily(
+            "agentflow_output_cache_misses",
+            "Cacheable node executions that ran the block",
+            value=int(misses or 0),
+        )
 
 
 def _le(bound: float) -> str:

@@ -179,6 +179,10 @@ class RunContext:
     run_subgraph: SubgraphRunner = _no_subgraphs
     # Operator switches a block must obey (e.g. whether private addresses may be called).
     settings: Mapping[str, Any] = field(default_factory=dict)
+    # Counters the block reports about its own work (AutoGPT's NodeExecutionStats names, e.g.
+    # llm_call_count, llm_retry_count, input_token_count, output_token_count); the engine records
+    # them with the node execution.
+    stats: dict[str, float] = field(default_factory=dict)
 
 
 ExpectedOutput = Any  # a literal, a type (isinstance check) or a predicate (value -> bool)

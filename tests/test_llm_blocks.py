@@ -31,7 +31,6 @@ from blocks.library.llm import (
     AIListGeneratorBlock,
     AIStructuredResponseGeneratorBlock,
     AITextGeneratorBlock,
-    llm_stats,
 )
 from blocks.library.maths import CalculatorBlock
 from blocks.library.smart_decision_maker import SmartDecisionMakerBlock
@@ -96,17 +95,19 @@ def servers(
 
 
 def run_block(
-    block: Any, data: dict[str, Any], credentials: dict[str, Credentials] | None = None
+    block: Any,
+    data: dict[str, Any],
+    credentials: dict[str, Credentials] | None = None,
+    ctx: RunContext | None = None,
 ) -> list[tuple[str, Any]]:
     async def go() -> list[tuple[str, Any]]:
-        ctx = RunContext(
-            node_exec_id=f"test-{id(data)}",
-            credentials=credentials or {},
-            settings={"allow_private_addresses": True},
-        )
+        context = ctx or RunContext()
+        context.node_exec_id = f"test-{id(data)}"
+        context.credentials = credentials or {}
+        context.settings = {"allow_private_addresses": True}
         return [
             (pin, block.validate_output(pin, value))
-            async for pin, value in block.run(block.make_input(data), ctx)
+            async for pin, value in block.run(block.make_input(data), context)
         ]
 
     return asyncio.run(go())
@@ -157,12 +158,13 @@ def test_structured_response_retries_a_malformed_answer(servers: Any) -> None:
     )
     block = AIStructuredResponseGeneratorBlock()
     data = {"prompt": "Describe the cat", "expected_format": {"name": "its name", "colour": "its colour"}}
-    outputs = run_block(block, data)
+    ctx = RunContext()
+    outputs = run_block(block, data, ctx=ctx)
     assert outputs[0] == ("response", {"name": "Tom", "colour": "grey"})
     assert len(llm.requests) == 2
     feedback = llm.requests[1]["body"]["messages"][-1]["content"]
     assert "did not contain a parseable JSON object" in feedback
-    stats = llm_stats(f"test-{id(data)}")
+    stats = ctx.stats
     assert stats["llm_call_count"] == 2 and stats["llm_retry_count"] == 1
     assert stats["input_token_count"] > 0 and stats["output_token_count"] > 0
     assert_no_key(outputs)
@@ -279,6 +281,10 @@ def test_smart_decision_maker_routes_tool_calls_and_loops_back(servers: Any) -> 
     assert result.node_error_count == 0, [e.error for e in result.executions if e.error]
     assert result.outputs == {"sum": [5], "answer": ["The sum is 5."]}
     assert result.execution_counts()["sdm"] == 2
+    # Token counts reach each node execution's stats (and from there its Dagster metadata).
+    sdm_stats = [e.summary()["stats"] for e in result.executions if e.node_id == "sdm"]
+    assert [s.get("llm_call_count") for s in sdm_stats] == [1, 1]
+    assert all(s.get("input_token_count", 0) > 0 and s.get("output_token_count", 0) > 0 for s in sdm_stats)
     first, second = (r["body"] for r in llm.requests)
     assert first["tools"][0]["function"]["name"] == "calculatorblock"
     assert set(first["tools"][0]["function"]["parameters"]["properties"]) == {"a", "b"}

@@ -81,6 +81,8 @@ class NodeExecution:
     input_size: int = 0
     output_size: int = 0
     cost: int = 0
+    # What the block reported about its work (RunContext.stats), e.g. LLM calls and token counts.
+    stats: dict[str, float] = field(default_factory=dict)
     validated: Any = field(default=None, repr=False)  # the block's Input model, set when ready
     attempts: int = 0  # execution attempts of the block (more than 1 when retried)
     cached: bool = False  # the outputs came from the output cache (the block did not run; no charge)
@@ -102,6 +104,7 @@ class NodeExecution:
             "error": self.error,
             "attempts": self.attempts,
             "cached": self.cached,
+            "stats": dict(self.stats),
         }
 
 
@@ -646,6 +649,7 @@ class _Run:
             node_exec_id=ex.id,
             run_subgraph=self._run_subgraph,
             settings=self.options.settings,
+            stats=ex.stats,
         )
         # Only nodes holding credentials pay for scrubbing their outputs.
         redactor = Redactor() if block.credentials else None

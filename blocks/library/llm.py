@@ -14,9 +14,8 @@ Never from the graph. A base URL taken from a user's credential is checked like 
 its URLs (no private or loopback address unless `ctx.settings["allow_private_addresses"]`); the
 operator's environment is trusted.
 
-Token counts and retries: the SDK has no per-execution stats channel, so each LLM block records
-AutoGPT's NodeExecutionStats fields (llm_call_count, llm_retry_count, input_token_count,
-output_token_count) under the node execution id; read them with `llm_stats(node_exec_id)`.
+Token counts and retries: each LLM block records AutoGPT's NodeExecutionStats fields (llm_call_count, llm_retry_count, input_token_count,
+output_token_count) in `RunContext.stats`, which the engine records with the node execution.
 
 A provider error, a timeout and a malformed answer each end in an `error` output with a clear message;
 the API key is scrubbed from every message this module produces.
@@ -30,7 +29,6 @@ import json
 import os
 import secrets
 import socket
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -83,26 +81,11 @@ class LlmError(Exception):
 
 
 # --- stats ------------------------------------------------------------------------------------------
-_STATS_LIMIT = 10_000
-_STATS: OrderedDict[str, dict[str, int]] = OrderedDict()
-
-
 def record_stats(ctx: RunContext, **counts: int) -> None:
-    """Add to the node execution's LLM stats (AutoGPT NodeExecutionStats field names)."""
-    key = ctx.node_exec_id or ctx.node_id
-    if not key:
-        return
-    stats = _STATS.setdefault(key, {})
-    _STATS.move_to_end(key)
+    """Add to the node execution's stats (AutoGPT NodeExecutionStats field names); the engine records
+    them with the node execution, so they reach its metadata in Dagster."""
     for name, value in counts.items():
-        stats[name] = stats.get(name, 0) + int(value)
-    while len(_STATS) > _STATS_LIMIT:
-        _STATS.popitem(last=False)
-
-
-def llm_stats(node_exec_id: str) -> dict[str, int]:
-    """llm_call_count, llm_retry_count, input_token_count, output_token_count of one node execution."""
-    return dict(_STATS.get(node_exec_id, {}))
+        ctx.stats[name] = ctx.stats.get(name, 0) + int(value)
 
 
 # --- endpoint ---------------------------------------------------------------------------------------
@@ -1037,6 +1020,5 @@ __all__ = [
     "LlmEndpoint",
     "LlmError",
     "llm_call",
-    "llm_stats",
     "resolve_endpoint",
 ]

@@ -35,6 +35,7 @@ PRELOAD = [
     "agent_defs.sensors.notifications",
     "agent_defs.sensors.requests",
     "agent_defs.store.env",
+    "openai",  # the LLM blocks import it on first use; warm here so LLM runs do not pay for it
 ]
 
 

@@ -35,7 +35,6 @@ from enum import StrEnum
 from typing import Any
 
 import httpx
-import openai
 from pydantic import Field, SecretStr
 
 from blocks.library.http import RequestRefused, _normalise_url, is_blocked_address
@@ -249,6 +248,10 @@ async def llm_call(
         ]
         if parallel_tool_calls is not None:
             kwargs["parallel_tool_calls"] = parallel_tool_calls
+    # Imported on first use: the package takes about 0.6 s to import, which every process that loads
+    # the block library (CLI, code server, run workers) would otherwise pay.
+    import openai
+
     try:
         async with openai.AsyncOpenAI(
             api_key=endpoint.api_key.get_secret_value(),

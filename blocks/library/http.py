@@ -14,7 +14,7 @@ import binascii
 import ipaddress
 import json
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -135,6 +135,43 @@ def _normalise_url(url: str) -> httpx.URL:
     return parsed
 
 
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+
+
+async def pin_to_checked_address(
+    url: httpx.URL, resolve: Resolver, allow_private: bool
+) -> tuple[httpx.URL, str | None]:
+    """Resolve `url`'s host and refuse private, loopback and other non-public addresses (unless the
+    operator allows them); returns the URL with its host replaced by a checked IP, so a second DNS
+    answer cannot swap the target, and the TLS server name to keep."""
+    host = url.host
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        literal: IPAddress | None = ipaddress.ip_address(host)
+    except ValueError:
+        literal = None
+    if literal is not None:
+        addresses = [literal]
+    else:
+        try:
+            addresses = [ipaddress.ip_address(a.split("%", 1)[0]) for a in await resolve(host, port)]
+        except (OSError, UnicodeError) as exc:
+            raise RequestRefused(f"cannot resolve host {host!r}: {exc}") from exc
+        if not addresses:
+            raise RequestRefused(f"host {host!r} resolves to no address")
+    if not allow_private:
+        for ip in addresses:
+            if is_blocked_address(ip):
+                raise RequestRefused(
+                    f"refusing to request host {host!r}: it resolves to {ip}, a private, loopback, "
+                    "link-local or otherwise non-public address (an operator may set "
+                    "allow_private_addresses to permit this)"
+                )
+    if literal is not None:
+        return url, None
+    return url.copy_with(host=str(addresses[0])), host if url.scheme == "https" else None
+
+
 class SendWebRequestBlock(Block):
     id = "6595ae1f-b924-42cb-9a41-551a0611c4b4"
     repeated_output_pins = frozenset()
@@ -225,35 +262,7 @@ class SendWebRequestBlock(Block):
 
     # --- logic -----------------------------------------------------------------------------------------
     async def _pin(self, url: httpx.URL, allow_private: bool) -> tuple[httpx.URL, str | None]:
-        """Resolve and check `url`'s host; the URL to request (host replaced by a checked IP) and SNI name."""
-        host = url.host
-        port = url.port or (443 if url.scheme == "https" else 80)
-        try:
-            literal: IPAddress | None = ipaddress.ip_address(host)
-        except ValueError:
-            literal = None
-        if literal is not None:
-            addresses = [literal]
-        else:
-            try:
-                addresses = [
-                    ipaddress.ip_address(a.split("%", 1)[0]) for a in await self._resolve(host, port)
-                ]
-            except (OSError, UnicodeError) as exc:
-                raise RequestRefused(f"cannot resolve host {host!r}: {exc}") from exc
-            if not addresses:
-                raise RequestRefused(f"host {host!r} resolves to no address")
-        if not allow_private:
-            for ip in addresses:
-                if is_blocked_address(ip):
-                    raise RequestRefused(
-                        f"refusing to request host {host!r}: it resolves to {ip}, a private, loopback, "
-                        "link-local or otherwise non-public address (an operator may set "
-                        "allow_private_addresses to permit this)"
-                    )
-        if literal is not None:
-            return url, None
-        return url.copy_with(host=str(addresses[0])), host if url.scheme == "https" else None
+        return await pin_to_checked_address(url, self._resolve, allow_private)
 
     async def run(self, input: Input, ctx: RunContext) -> AsyncIterator[tuple[str, Any]]:
         allow_private = bool(ctx.settings.get("allow_private_addresses"))

@@ -18,7 +18,6 @@ checked address. Redirects are not followed.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 import os
 import socket
@@ -30,7 +29,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import Field, SecretStr
 
-from blocks.library.http import IPAddress, RequestRefused, _normalise_url, is_blocked_address
+from blocks.library.http import RequestRefused, _normalise_url, pin_to_checked_address
 from blocks.sdk import (
     Block,
     BlockCategory,
@@ -106,35 +105,8 @@ class _JinaBlock(Block):
 
     async def get_text(self, url: str, headers: dict[str, str], ctx: RunContext) -> httpx.Response:
         parsed = _normalise_url(url)
-        host = parsed.host
-        port = parsed.port or (443 if parsed.scheme == "https" else 80)
-        try:
-            literal: IPAddress | None = ipaddress.ip_address(host)
-        except ValueError:
-            literal = None
-        if literal is not None:
-            addresses = [literal]
-        else:
-            try:
-                addresses = [
-                    ipaddress.ip_address(a.split("%", 1)[0]) for a in await self._resolve(host, port)
-                ]
-            except (OSError, UnicodeError) as exc:
-                raise RequestRefused(f"cannot resolve host {host!r}: {exc}") from exc
-            if not addresses:
-                raise RequestRefused(f"host {host!r} resolves to no address")
-        if not ctx.settings.get("allow_private_addresses"):
-            for ip in addresses:
-                if is_blocked_address(ip):
-                    raise RequestRefused(
-                        f"refusing to request host {host!r}: it resolves to {ip}, a private, loopback, "
-                        "link-local or otherwise non-public address (an operator may set "
-                        "allow_private_addresses to permit this)"
-                    )
-        target, sni = parsed, None
-        if literal is None:
-            target = parsed.copy_with(host=str(addresses[0]))
-            sni = host if parsed.scheme == "https" else None
+        allow_private = bool(ctx.settings.get("allow_private_addresses"))
+        target, sni = await pin_to_checked_address(parsed, self._resolve, allow_private)
         return await self._send(target, {**headers, "Host": parsed.netloc.decode("ascii")}, sni)
 
 

@@ -1,6 +1,5 @@
-"""A small psycopg2 connection pool with one-transaction cursors, for the platform's own tables.
-
-The same pattern as the graph store (`agent_defs/store/postgres.py`): a few idle connections per
+"""A small psycopg2 connection pool with one-transaction cursors, for the platform's own tables (the
+graph store, the credit ledger, the credentials store): a few idle connections per
 process (a forked child never reuses its parent's sockets), a broken connection is never reused, and
 the tables are created on first use under a transaction-scoped advisory lock, because
 `CREATE TABLE IF NOT EXISTS` still races between concurrent creators. No Dagster.
@@ -16,8 +15,8 @@ from contextlib import contextmanager
 import psycopg2
 import psycopg2.extensions
 
-# Advisory lock (class, object) serialising schema creation. The same key as the graph store's, so
-# every agentflow DDL statement runs one at a time, whichever module issues it.
+# Advisory lock class of every agentflow lock; object 0 serialises schema creation, so every agentflow
+# DDL statement runs one at a time, whichever module issues it.
 LOCK_CLASS = 0x61676631  # "agf1"
 SCHEMA_LOCK = 0
 

@@ -8,10 +8,8 @@ The table lives in the connection's search_path (so a schema can be chosen with
 
 from __future__ import annotations
 
-import os
-import threading
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from typing import Any
 
 import psycopg2
@@ -19,6 +17,7 @@ import psycopg2.extensions
 from psycopg2.extras import Json
 
 from agent_defs.graph import Graph, GraphProblem, parse_graph
+from agent_defs.pgpool import LOCK_CLASS, PgPool
 from agent_defs.store.base import (
     GraphNotFound,
     GraphRef,
@@ -43,69 +42,27 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
 CREATE UNIQUE INDEX IF NOT EXISTS {TABLE}_one_active ON {TABLE} (graph_id) WHERE is_active;
 """
 
-# Advisory lock keys (class, object): the first serialises schema creation, whose IF NOT EXISTS
-# still races between concurrent creators; the second, with hashtext(graph_id), serialises saves of
-# one graph even before it has a row to lock.
-_LOCK_CLASS = 0x61676631  # "agf1"
-_SCHEMA_LOCK = 0
-
 
 class PostgresGraphStore:
     def __init__(self, dsn: str, max_idle_connections: int = 4) -> None:
         self.dsn = dsn
-        self._max_idle = max_idle_connections
-        self._idle: list[psycopg2.extensions.connection] = []
-        self._pid = os.getpid()
-        self._lock = threading.Lock()
-        self._schema_ready = False
+        self._pool = PgPool(
+            dsn,
+            schema_sql=_SCHEMA_SQL,
+            error=GraphStoreError,
+            what="graph store",
+            max_idle_connections=max_idle_connections,
+        )
 
     def __repr__(self) -> str:
         return f"PostgresGraphStore(table {TABLE})"  # never the DSN: it may hold a password
 
-    # --- connections ---------------------------------------------------------------------------------
-
-    def _connect(self) -> psycopg2.extensions.connection:
-        with self._lock:
-            if self._pid != os.getpid():  # a forked child must not share its parent's sockets
-                self._idle, self._pid = [], os.getpid()
-            if self._idle:
-                return self._idle.pop()
-        try:
-            return psycopg2.connect(self.dsn)
-        except psycopg2.OperationalError as exc:
-            raise GraphStoreError(f"graph store database unreachable: {str(exc).strip()}") from None
-
-    def _release(self, conn: psycopg2.extensions.connection) -> None:
-        healthy = not conn.closed and conn.status == psycopg2.extensions.STATUS_READY
-        with self._lock:
-            if healthy and self._pid == os.getpid() and len(self._idle) < self._max_idle:
-                self._idle.append(conn)
-                return
-        conn.close()
-
-    @contextmanager
-    def _transaction(self, ensure_schema: bool = True) -> Iterator[psycopg2.extensions.cursor]:
+    def _transaction(self) -> AbstractContextManager[psycopg2.extensions.cursor]:
         """A cursor in one transaction: committed on success, rolled back on any error."""
-        if ensure_schema and not self._schema_ready:
-            with self._transaction(ensure_schema=False) as cur:
-                cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_LOCK_CLASS, _SCHEMA_LOCK))
-                cur.execute(_SCHEMA_SQL)
-            self._schema_ready = True
-        conn = self._connect()
-        try:
-            with conn, conn.cursor() as cur:
-                yield cur
-        except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
-            conn.close()  # a broken connection is never reused
-            raise GraphStoreError(f"graph store database error: {str(exc).strip()}") from None
-        finally:
-            self._release(conn)
+        return self._pool.transaction()
 
     def close(self) -> None:
-        with self._lock:
-            idle, self._idle = self._idle, []
-        for conn in idle:
-            conn.close()
+        self._pool.close()
 
     def __enter__(self) -> PostgresGraphStore:
         return self
@@ -180,7 +137,8 @@ class PostgresGraphStore:
         body, graph = checked_export(export)
         key = content_key(body)
         with self._transaction() as cur:
-            cur.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_LOCK_CLASS, graph.id))
+            # Serialises saves of one graph even before it has a row to lock.
+            cur.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (LOCK_CLASS, graph.id))
             cur.execute(
                 f"SELECT version, body, is_active FROM {TABLE} WHERE graph_id = %s FOR UPDATE",
                 (graph.id,),

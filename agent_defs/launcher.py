@@ -15,6 +15,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -122,7 +124,21 @@ class PreloadedRunLauncher(RunLauncher, ConfigurableClass):
             os.kill(pid, signal.SIGINT)  # Dagster's run worker turns an interrupt into a clean cancel
         except ProcessLookupError:
             return False
+        threading.Thread(target=self._repeat_interrupt, args=(run_id, pid), daemon=True).start()
         return True
+
+    def _repeat_interrupt(self, run_id: str, pid: int, attempts: int = 15, interval: float = 2.0) -> None:
+        """An interrupt that lands while the worker writes an event is held until the step ends;
+        repeat it until the run has stopped."""
+        for _ in range(attempts):
+            time.sleep(interval)
+            run = self._instance.get_run_by_id(run_id)
+            if run is None or run.is_finished:
+                return
+            try:
+                os.kill(pid, signal.SIGINT)
+            except ProcessLookupError:
+                return
 
     @property
     def supports_check_run_worker_health(self) -> bool:

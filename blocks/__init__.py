@@ -14,8 +14,10 @@ from blocks.sdk import (
     CostType,
     Credentials,
     CredentialsField,
+    OutgoingLink,
     RetryPolicy,
     RunContext,
+    TokenRate,
 )
 
 REGISTRY: BlockRegistry = load_standard_library()
@@ -34,6 +36,8 @@ __all__ = [
     "CostType",
     "Credentials",
     "CredentialsField",
+    "OutgoingLink",
     "RetryPolicy",
     "RunContext",
+    "TokenRate",
 ]

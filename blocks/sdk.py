@@ -98,12 +98,25 @@ class BlockCategory(StrEnum):
     AI = "AI"
     SEARCH = "SEARCH"
     DEVELOPER_TOOLS = "DEVELOPER_TOOLS"
+    SOCIAL = "SOCIAL"
+    MULTIMEDIA = "MULTIMEDIA"
 
 
 class CostType(StrEnum):
     RUN = "run"  # a flat amount per execution
     BYTE = "byte"  # amount per byte of input
     SECOND = "second"  # amount per second of wall time
+    # Per token the block reports in its stats (input_token_count, output_token_count), at
+    # `token_rate`; `amount` when it reports none. Charged after the node ran, retries included.
+    TOKENS = "tokens"
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRate:
+    """Credits per 1,000,000 tokens."""
+
+    input: float
+    output: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +125,11 @@ class BlockCost:
     type: CostType = CostType.RUN
     # Applies only when this is a subset of the node's input (empty, None and "" compare equal).
     filter: Mapping[str, Any] = field(default_factory=dict)
+    token_rate: TokenRate | None = None  # for CostType.TOKENS
+
+    def __post_init__(self) -> None:
+        if self.type is CostType.TOKENS and self.token_rate is None:
+            raise ValueError("a TOKENS block cost needs a token_rate")
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +183,21 @@ async def _no_subgraphs(
     yield  # pragma: no cover - makes this an async generator
 
 
+@dataclass(frozen=True, slots=True)
+class OutgoingLink:
+    """One link leaving the node, with what the block may know of its sink (SmartDecisionMaker offers
+    each sink node to the model as a tool)."""
+
+    source_pin: str
+    sink_node_id: str
+    sink_pin: str
+    sink_block: Block
+    sink_input_default: Mapping[str, Any]
+    # For a sub-agent sink: the sub-graph's name and description ("" when unknown).
+    sink_graph_name: str = ""
+    sink_graph_description: str = ""
+
+
 @dataclass(slots=True)
 class RunContext:
     """What a block may know about the execution it runs in. Typed, so no **kwargs travel."""
@@ -183,6 +216,18 @@ class RunContext:
     # llm_call_count, llm_retry_count, input_token_count, output_token_count); the engine records
     # them with the node execution.
     stats: dict[str, float] = field(default_factory=dict)
+    # The links out of this node (only for blocks with `needs_outgoing_links`; empty otherwise).
+    outgoing_links: Sequence[OutgoingLink] = ()
+
+
+def pydantic_to_data(value: Any) -> Any:
+    """`value` with pydantic models (at the top or in lists) as dicts, like AutoGPT's
+    `convert_pydantic_to_json`; anything else is returned as it is."""
+    if isinstance(value, BaseModel):
+        return value.model_dump()
+    if isinstance(value, list) and any(isinstance(v, BaseModel | list) for v in value):
+        return [pydantic_to_data(v) for v in value]
+    return value
 
 
 ExpectedOutput = Any  # a literal, a type (isinstance check) or a predicate (value -> bool)
@@ -248,6 +293,12 @@ class Block:
     cache_requires_opt_in: ClassVar[bool] = False
     cache_ttl_seconds: ClassVar[float] = 3600.0
     self_tests: ClassVar[Sequence[BlockSelfTest]] = ()
+    # --- readiness (AutoGPT's get_missing_links / get_missing_input overrides) ------------------------
+    # Linked input pins an execution may start without (a loop's feedback pins: the first execution
+    # cannot wait for a value the node itself causes). `missing_inputs` then decides.
+    optional_link_pins: ClassVar[frozenset[str]] = frozenset()
+    # The engine fills `RunContext.outgoing_links` for this block.
+    needs_outgoing_links: ClassVar[bool] = False
 
     _output_adapters: ClassVar[dict[str, TypeAdapter[Any]]]
 
@@ -267,6 +318,16 @@ class Block:
         if self.provider is not None:
             return self.provider
         return self.credentials[0].provider if self.credentials else None
+
+    def missing_inputs(self, data: Mapping[str, Any]) -> frozenset[str]:
+        """Pins an execution must still wait for, given its merged input (defaults, values so far,
+        mask), once every linked pin outside `optional_link_pins` has a value. Empty: ready."""
+        return frozenset()
+
+    @property
+    def has_custom_readiness(self) -> bool:
+        """Whether this block starts by rules other than "every linked pin has a value"."""
+        return bool(self.optional_link_pins) or type(self).missing_inputs is not Block.missing_inputs
 
     def make_input(self, data: Mapping[str, Any]) -> BlockInput:
         """Validate a node execution's merged input (defaults, pin values, mask) into the Input model.
@@ -301,11 +362,12 @@ class Block:
         return frozenset(n for n, f in self.Input.model_fields.items() if f.is_required())
 
     def validate_output(self, pin: str, value: Any) -> Any:
-        """Check a yielded value against the Output model; returns the value to route."""
+        """Check a yielded value against the Output model; returns the value to route: plain data, with
+        pydantic models as dicts (AutoGPT's executor routes `convert_pydantic_to_json` of each output)."""
         adapter = self._output_adapters.get(pin)
         if adapter is None:
             raise ValueError(f"block {self.name} yielded undeclared output pin {pin!r}")
-        return adapter.validate_python(value)
+        return pydantic_to_data(adapter.validate_python(value))
 
     @property
     def _static_input_pins(self) -> Mapping[str, str | None]:

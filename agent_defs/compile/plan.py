@@ -145,6 +145,9 @@ def multi_execution_nodes(graph: Graph, registry: BlockRegistry = REGISTRY) -> s
     many.update(lk.sink_id for lk in links if blocks[lk.sink_id].block_type is BlockType.INPUT)
     frontier = [lk for lk in links if _repeats(blocks[lk.source_id], lk.source_name)]
     many.update(lk.sink_id for lk in frontier)
+    # A node that starts by its block's own readiness rule (e.g. without its feedback pins) is run by
+    # the reference engine, which applies that rule; a Dagster op would wait for every input.
+    many.update(node_id for node_id, block in blocks.items() if block.has_custom_readiness)
     # Everything downstream of a node that may run several times may too.
     changed = True
     while changed:

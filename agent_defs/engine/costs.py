@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -43,6 +44,7 @@ def block_usage_cost(
     data_size: int = 0,
     run_seconds: float = 0.0,
     pricing: Pricing | None = None,
+    stats: Mapping[str, float] | None = None,
 ) -> int:
     cost = matching_cost(block, input_data, pricing)
     if cost is None:
@@ -51,4 +53,17 @@ def block_usage_cost(
         return cost.amount
     if cost.type is CostType.BYTE:
         return int(data_size * cost.amount)
+    if cost.type is CostType.TOKENS:
+        return token_cost(cost, stats or {})
     return int(run_seconds * cost.amount)
+
+
+def token_cost(cost: BlockCost, stats: Mapping[str, float]) -> int:
+    """Credits for the tokens a block reported (rounded up), or the flat amount when it reported none
+    (e.g. it failed before any call was answered)."""
+    tokens_in = stats.get("input_token_count", 0)
+    tokens_out = stats.get("output_token_count", 0)
+    if cost.token_rate is None or not (tokens_in or tokens_out):
+        return cost.amount if stats.get("llm_call_count") else 0
+    total = tokens_in * cost.token_rate.input + tokens_out * cost.token_rate.output
+    return max(0, math.ceil(total / 1_000_000))

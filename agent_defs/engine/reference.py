@@ -3,6 +3,10 @@
 It is the executable definition of those rules; compiled Dagster jobs must agree with it. The rule
 numbers below refer to that page. One run is one asyncio task driving node executions (each its own
 task, at most `node_concurrency` at once); routing happens as each value is yielded (streaming).
+
+Readiness (rule 1) has AutoGPT's one exception: a block may name linked pins it starts without
+(`optional_link_pins`) and hold an execution back by its own rule (`missing_inputs`), as
+SmartDecisionMaker does with its feedback pins (AutoGPT's get_missing_links/get_missing_input).
 """
 
 from __future__ import annotations
@@ -30,7 +34,16 @@ from agent_defs.resilience.policy import (
     cache_key,
     node_guard,
 )
-from blocks import REGISTRY, Block, BlockRegistry, BlockType, CostType, Credentials, RunContext
+from blocks import (
+    REGISTRY,
+    Block,
+    BlockRegistry,
+    BlockType,
+    CostType,
+    Credentials,
+    OutgoingLink,
+    RunContext,
+)
 from blocks.sdk import BlockInputError
 
 
@@ -300,6 +313,10 @@ class _NodePlan:
     node: Node
     block: Block
     linked_pins: frozenset[str]
+    # Linked pins an execution waits for (all of them, unless the block says otherwise).
+    required_pins: frozenset[str]
+    custom_ready: bool  # the block's `missing_inputs` is consulted too
+    outgoing: tuple[OutgoingLink, ...]  # only for blocks that ask for them
     static_pins: frozenset[str]
     links_by_pin: dict[str, list[tuple[Link, bool]]]  # exact source pin -> (link, is static)
     dynamic_links: list[tuple[Link, bool]]  # links whose source pin has a dynamic suffix
@@ -310,7 +327,10 @@ class _NodePlan:
 
 
 def plan_graph(
-    graph: Graph, registry: BlockRegistry, subset: frozenset[str] | None = None
+    graph: Graph,
+    registry: BlockRegistry,
+    subset: frozenset[str] | None = None,
+    root: Graph | None = None,
 ) -> dict[str, _NodePlan]:
     """Per-node routing tables. Nodes with unknown blocks and Note nodes are left out (never run).
 
@@ -350,10 +370,16 @@ def plan_graph(
                 dynamic.append(entry)
             else:
                 by_pin.setdefault(lk.source_name, []).append(entry)
+        linked = frozenset(lk.sink_name for lk in links_in)
         plans[node.id] = _NodePlan(
             node=node,
             block=block,
-            linked_pins=frozenset(lk.sink_name for lk in links_in),
+            linked_pins=linked,
+            required_pins=linked - block.optional_link_pins,
+            custom_ready=block.has_custom_readiness,
+            outgoing=_outgoing_links(graph, root or graph, node, blocks, outbound.get(node.id, []))
+            if block.needs_outgoing_links
+            else (),
             static_pins=frozenset(static),
             links_by_pin=by_pin,
             dynamic_links=dynamic,
@@ -364,6 +390,39 @@ def plan_graph(
             guard=node_guard(node.id, node.metadata, block),
         )
     return plans
+
+
+def _outgoing_links(
+    graph: Graph, root: Graph, node: Node, blocks: Mapping[str, Block | None], links: list[Link]
+) -> tuple[OutgoingLink, ...]:
+    result: list[OutgoingLink] = []
+    for link in links:
+        sink_block = blocks.get(link.sink_id)
+        if sink_block is None or not _fires(sink_block):
+            continue
+        sink = graph.nodes_by_id[link.sink_id]
+        name = description = ""
+        if sink_block.block_type is BlockType.AGENT:
+            data = sink.input_default
+            try:
+                version = int(data.get("graph_version") or 0)
+            except (TypeError, ValueError):
+                version = 0
+            sub = root.find_sub_graph(str(data.get("graph_id", "")), version, sink.label)
+            name = sub.name if sub is not None else str(sink.label or data.get("graph_id", ""))
+            description = sub.description if sub is not None else ""
+        result.append(
+            OutgoingLink(
+                source_pin=link.source_name,
+                sink_node_id=sink.id,
+                sink_pin=link.sink_name,
+                sink_block=sink_block,
+                sink_input_default=sink.input_default,
+                sink_graph_name=name,
+                sink_graph_description=description,
+            )
+        )
+    return tuple(result)
 
 
 def _fires(block: Block | None) -> bool:
@@ -471,7 +530,7 @@ class _Run:
         self.inputs = inputs
         self.options = options
         self.part = part
-        self.plans = plan_graph(graph, engine.registry, part.nodes if part else None)
+        self.plans = plan_graph(graph, engine.registry, part.nodes if part else None, root)
         self.static_values: dict[str, dict[str, Any]] = {}
         self.waiting: dict[str, list[NodeExecution]] = {}
         self.ready: deque[NodeExecution] = deque()
@@ -538,12 +597,17 @@ class _Run:
                 name = plan.node.input_default.get("name")
                 if isinstance(name, str) and name in self.inputs:
                     values["value"] = self.inputs[name]
-            elif not plan.linked_pins:
+            elif not plan.required_pins:
                 values = {}
             else:
                 continue
             ex = self._new_execution(plan)
             ex.inputs = values
+            if plan.custom_ready and not plan.is_input:
+                # Its first execution waits here, like any later one, until the block is satisfied.
+                self.waiting.setdefault(node_id, []).append(ex)
+                self._check(plan, ex, masks.get(node_id))
+                continue
             self._make_ready(plan, ex, masks.get(node_id))
         if self.part is not None:
             nodes = self.graph.nodes_by_id
@@ -594,8 +658,14 @@ class _Run:
                 ex.inputs[pin] = statics[pin]
 
     def _check(self, plan: _NodePlan, ex: NodeExecution, mask: Mapping[str, Any] | None) -> None:
-        if not plan.linked_pins.issubset(ex.inputs):
+        if not plan.required_pins.issubset(ex.inputs):
             return
+        if plan.custom_ready:
+            data = {**plan.node.input_default, **ex.inputs, **(mask or {})}
+            if plan.has_dynamic_inputs or (mask and any(dynamic_pins.is_dynamic(k) for k in mask)):
+                data = dynamic_pins.merge(data)
+            if plan.block.missing_inputs(data):
+                return
         self.waiting[plan.node.id].remove(ex)
         self._make_ready(plan, ex, mask)
 
@@ -650,6 +720,7 @@ class _Run:
             run_subgraph=self._run_subgraph,
             settings=self.options.settings,
             stats=ex.stats,
+            outgoing_links=plan.outgoing,
         )
         # Only nodes holding credentials pay for scrubbing their outputs.
         redactor = Redactor() if block.credentials else None
@@ -694,7 +765,7 @@ class _Run:
         ex.status = ExecStatus.FAILED if ex.error is not None else ExecStatus.COMPLETED
         if cost is not None and cost.type is not CostType.RUN and not ex.cached:
             ex.cost = block_usage_cost(
-                block, data, ex.input_size + ex.output_size, ex.walltime, self.engine.pricing
+                block, data, ex.input_size + ex.output_size, ex.walltime, self.engine.pricing, ex.stats
             )
         try:
             self.observer.after_node(ex, block)

@@ -20,11 +20,11 @@ from pydantic import PrivateAttr
 from agent_defs.engine import ExecutionObserver, ReferenceEngine, RunOptions
 from agent_defs.engine.reference import CredentialsResolver
 from agent_defs.graph.model import Graph
-from blocks import BlockCost, CostType
+from blocks import BlockCost, CostType, TokenRate
 
 DATABASE_VAR = "AGENTFLOW_DATABASE_URL"
 REDIS_VAR = "AGENTFLOW_REDIS_URL"
-PRICING_VAR = "AGENTFLOW_BLOCK_COSTS"  # a JSON file: {block_id: [{"amount", "type", "filter"}]}
+PRICING_VAR = "AGENTFLOW_BLOCK_COSTS"  # JSON: {block_id: [{"amount", "type", "filter", "token_rate"}]}
 PRIVATE_ADDRESSES_VAR = "AGENTFLOW_ALLOW_PRIVATE_ADDRESSES"
 SERVICES_RESOURCE_KEY = "agentflow_services"
 
@@ -133,7 +133,10 @@ def load_pricing(path: Path) -> dict[str, list[BlockCost]]:
         return {
             str(block_id): [
                 BlockCost(
-                    amount=int(c["amount"]), type=CostType(c.get("type", "run")), filter=c.get("filter") or {}
+                    amount=int(c["amount"]),
+                    type=CostType(c.get("type", "run")),
+                    filter=c.get("filter") or {},
+                    token_rate=TokenRate(**c["token_rate"]) if c.get("token_rate") else None,
                 )
                 for c in costs
             ]

@@ -14,8 +14,9 @@ Never from the graph. A base URL taken from a user's credential is checked like 
 its URLs (no private or loopback address unless `ctx.settings["allow_private_addresses"]`); the
 operator's environment is trusted.
 
-Token counts and retries: each LLM block records AutoGPT's NodeExecutionStats fields (llm_call_count, llm_retry_count, input_token_count,
-output_token_count) in `RunContext.stats`, which the engine records with the node execution.
+Token counts and retries: each LLM block records AutoGPT's NodeExecutionStats fields (llm_call_count,
+llm_retry_count, input_token_count, output_token_count) in `RunContext.stats`, which the engine records
+with the node execution; the node's cost is computed from those tokens (`llm_pricing.py`).
 
 A provider error, a timeout and a malformed answer each end in an `error` output with a clear message;
 the API key is scrubbed from every message this module produces.
@@ -38,6 +39,7 @@ import httpx
 from pydantic import Field, SecretStr
 
 from blocks.library.http import RequestRefused, _normalise_url, is_blocked_address
+from blocks.library.llm_pricing import LLM_COSTS
 from blocks.library.text import render_template
 from blocks.sdk import (
     Block,
@@ -330,6 +332,7 @@ class LlmBlock(Block):
 
     categories = frozenset({BlockCategory.AI})
     credentials = LLM_CREDENTIALS
+    costs = LLM_COSTS  # per token, by model (llm_pricing.py)
     # The blocks retry calls themselves (AutoGPT's loop); the engine makes one attempt unless a node
     # asks for more. These are the provider's failures, which count towards its circuit breaker.
     retry_policy = RetryPolicy(

@@ -7,10 +7,11 @@ The model sees one function per sink node; when it calls one, the block yields o
 argument on exactly those pin names, so the engine's ordinary exact-name routing delivers them. The
 tool's result comes back on `last_tool_output` and the conversation on `conversation_history`.
 
-What the block needs from the engine: the node's outgoing links and the sink nodes' blocks. The
-RunContext has no such field yet, so `graph_view` reads them from the engine run that handed the
-block its `run_subgraph` (the reference engine's run object: `.graph`, `.root`, `.engine.registry`).
-A RunContext field carrying them would replace this.
+The block asks the engine for its outgoing links (`needs_outgoing_links`: `RunContext.outgoing_links`,
+with each sink's block and defaults, and a sub-agent's name) and, like AutoGPT, starts without its
+feedback pins: `conversation_history` and `last_tool_output` are `optional_link_pins`, and
+`missing_inputs` holds an execution back while a tool call waits for its output, or while a tool
+output waits for the conversation it answers.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import json
 import re
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from pydantic import Field
@@ -35,11 +35,18 @@ from blocks.library.llm import (
     format_prompt,
     record_stats,
 )
-from blocks.sdk import BlockCategory, BlockInput, BlockOutput, BlockSelfTest, BlockType, RunContext
+from blocks.sdk import (
+    BlockCategory,
+    BlockInput,
+    BlockOutput,
+    BlockSelfTest,
+    BlockType,
+    OutgoingLink,
+    RunContext,
+)
 
 TOOL_PREFIX = "tools_^_"
 TOOL_ARG_SPLIT = "_~_"
-AGENT_EXECUTOR_ID = "e189baac-8c20-45a1-94a7-55177ea42565"
 MAIN_OBJECTIVE_PREFIX = "[Main Objective Prompt]: "
 DEFAULT_SYS_PROMPT = (
     "Thinking carefully step by step decide which function to call. "
@@ -84,73 +91,36 @@ class _ToolPins(Mapping[str, str | None]):
 
 
 # --- what the block knows of the graph ------------------------------------------------------------------
-@dataclass(frozen=True)
-class ToolLink:
-    sink_id: str
-    sink_name: str
-    sink_block: Any  # the Block instance
-    sink_input_default: Mapping[str, Any]
-    sub_graph_name: str = ""
-    sub_graph_description: str = ""
+def tool_links(ctx: RunContext) -> list[OutgoingLink]:
+    """The node's `tools_^_` links, as the engine hands them over (`needs_outgoing_links`)."""
+    return [link for link in ctx.outgoing_links if link.source_pin.startswith(TOOL_PREFIX)]
 
 
-def graph_view(ctx: RunContext) -> list[ToolLink]:
-    """The node's tool links, read from the engine run (see the module docstring)."""
-    run = getattr(ctx.run_subgraph, "__self__", None)
-    graph = getattr(run, "graph", None)
-    registry = getattr(getattr(run, "engine", None), "registry", None)
-    if graph is None or registry is None:
-        raise LlmError(
-            "SmartDecisionMaker needs the engine to expose the graph's links to the block; this engine does not",
-            retryable=False,
-        )
-    root = getattr(run, "root", graph)
-    nodes = graph.nodes_by_id
-    tools: list[ToolLink] = []
-    for link in graph.links:
-        if link.source_id != ctx.node_id or not link.source_name.startswith(TOOL_PREFIX):
-            continue
-        node = nodes.get(link.sink_id)
-        block = registry.get(node.block_id) if node is not None else None
-        if node is None or block is None:
-            raise LlmError(f"tool link {link.id} goes to an unknown node or block", retryable=False)
-        name = description = ""
-        if node.block_id == AGENT_EXECUTOR_ID:
-            data = node.input_default
-            sub = root.find_sub_graph(
-                str(data.get("graph_id", "")), int(data.get("graph_version") or 0), node.label
-            )
-            name = sub.name if sub is not None else str(node.label or data.get("graph_id", ""))
-            description = sub.description if sub is not None else ""
-        tools.append(ToolLink(node.id, link.sink_name, block, node.input_default, name, description))
-    return tools
-
-
-def function_signatures(tools: list[ToolLink]) -> list[dict[str, Any]]:
-    grouped: dict[str, list[ToolLink]] = {}
+def function_signatures(tools: list[OutgoingLink]) -> list[dict[str, Any]]:
+    grouped: dict[str, list[OutgoingLink]] = {}
     for tool in tools:
-        grouped.setdefault(tool.sink_id, []).append(tool)
+        grouped.setdefault(tool.sink_node_id, []).append(tool)
     functions = []
     for links in grouped.values():
         first = links[0]
         mapping: dict[str, str] = {}
         properties: dict[str, Any] = {}
         required: set[str] = set()
-        if first.sub_graph_name:
+        if first.sink_graph_name:
             schema = first.sink_input_default.get("input_schema") or {}
             props = schema.get("properties", {}) if isinstance(schema, Mapping) else {}
             for link in links:
-                clean = cleanup(link.sink_name)
-                mapping[clean] = link.sink_name
-                spec = props.get(link.sink_name, {}) if isinstance(props, Mapping) else {}
+                clean = cleanup(link.sink_pin)
+                mapping[clean] = link.sink_pin
+                spec = props.get(link.sink_pin, {}) if isinstance(props, Mapping) else {}
                 properties[clean] = {
                     "type": "string",
-                    "description": spec.get("description") or f"The {link.sink_name} of the tool",
+                    "description": spec.get("description") or f"The {link.sink_pin} of the tool",
                     "default": json.dumps(spec.get("default")),
                 }
             function = {
-                "name": cleanup(first.sub_graph_name),
-                "description": first.sub_graph_description or first.sub_graph_name,
+                "name": cleanup(first.sink_graph_name),
+                "description": first.sink_graph_description or first.sink_graph_name,
                 "parameters": {
                     "type": "object",
                     "properties": properties,
@@ -163,13 +133,13 @@ def function_signatures(tools: list[ToolLink]) -> list[dict[str, Any]]:
             props = schema.get("properties", {})
             base_required = set(schema.get("required", []))
             for link in links:
-                clean = cleanup(link.sink_name)
-                mapping[clean] = link.sink_name
-                spec = props.get(link.sink_name)
+                clean = cleanup(link.sink_pin)
+                mapping[clean] = link.sink_pin
+                spec = props.get(link.sink_pin)
                 if spec is None:
-                    spec = {"type": "string", "description": f"Value for {link.sink_name}"}
+                    spec = {"type": "string", "description": f"Value for {link.sink_pin}"}
                 properties[clean] = {k: v for k, v in spec.items() if k != "title"}
-                if link.sink_name in base_required:
+                if link.sink_pin in base_required:
                     required.add(clean)
             function = {
                 "name": cleanup(first.sink_block.name),
@@ -210,6 +180,8 @@ class SmartDecisionMakerBlock(LlmBlock):
     categories = frozenset({BlockCategory.AI})
     block_type = BlockType.AI
     repeated_output_pins = None  # with multiple_tool_calls a tool pin may fire more than once
+    optional_link_pins = frozenset({"conversation_history", "last_tool_output"})
+    needs_outgoing_links = True
 
     class Input(BlockInput):
         prompt: str = Field(description="The prompt to send to the language model.")
@@ -264,8 +236,23 @@ class SmartDecisionMakerBlock(LlmBlock):
             return value
         return super().validate_output(pin, value)
 
-    def _tools(self, ctx: RunContext) -> list[ToolLink]:
-        return graph_view(ctx)
+    def missing_inputs(self, data: Mapping[str, Any]) -> frozenset[str]:
+        history = data.get("conversation_history")
+        if isinstance(history, str):  # a stored default such as "[]"
+            try:
+                history = json.loads(history)
+            except ValueError:
+                history = None
+        pending = pending_tool_calls(as_messages(history)) if isinstance(history, list) else {}
+        has_output = data.get("last_tool_output") is not None
+        if pending and not has_output:
+            return frozenset({"last_tool_output"})  # a tool call waits for its output
+        if has_output and not pending:
+            return frozenset({"conversation_history"})  # a tool output waits for its conversation
+        return frozenset()
+
+    def _tools(self, ctx: RunContext) -> list[OutgoingLink]:
+        return tool_links(ctx)
 
     async def _attempt(
         self,
@@ -436,11 +423,14 @@ def _find(functions: list[dict[str, Any]], name: str) -> dict[str, Any] | None:
     return found
 
 
-def _self_test_tools() -> list[ToolLink]:
+def _self_test_tools() -> list[OutgoingLink]:
     from blocks.library.maths import CalculatorBlock
 
     block = CalculatorBlock()
-    return [ToolLink("calc", "a", block, {}), ToolLink("calc", "b", block, {})]
+    return [
+        OutgoingLink(f"{TOOL_PREFIX}calculatorblock{TOOL_ARG_SPLIT}{pin}", "calc", pin, block, {})
+        for pin in ("a", "b")
+    ]
 
 
 async def _self_test_answer() -> LlmResponse:

@@ -228,6 +228,30 @@ def test_a_consumer_that_dies_between_read_and_ack_loses_nothing(
     assert (queue.depth(), queue.pending()) == (0, [])
 
 
+def test_a_request_its_readers_fail_on_every_time_is_dead_lettered(
+    client: redis.Redis, prefix: str
+) -> None:
+    """A poison request (the reader crashes on it, so it is never acked) comes back after each reclaim;
+    past `max_deliveries` it is handed out with an error, dead-lettered, and the queue moves on."""
+    queue = RequestQueue(client, prefix, reclaim_idle_ms=RECLAIM_MS, max_deliveries=2)
+    poison = queue.enqueue(request("r-poison"))
+    for attempt in (1, 2):
+        got = queue.read(f"reader-{attempt}", count=1)
+        assert [(d.entry_id, d.error) for d in got] == [(poison, None)]  # the reader dies: no ack
+        time.sleep(RECLAIM_MS / 1000 + 0.1)
+    healthy = queue.enqueue(request("r-healthy"))
+    third = queue.read("reader-3", count=10)
+    assert [d.entry_id for d in third] == [poison, healthy]
+    assert third[0].request is None and third[0].error is not None
+    assert "handed out 3 times" in third[0].error and "limit 2" in third[0].error
+    assert third[1].request is not None and third[1].error is None
+    queue.dead_letter(third[0], third[0].error)
+    (letter,) = queue.dead_letters()
+    assert letter.entry_id == poison and "r-poison" in letter.raw
+    queue.ack([healthy])
+    assert (queue.depth(), queue.pending()) == (0, [])
+
+
 def test_reclaimed_entries_come_before_new_ones_and_respect_count(queue: RequestQueue) -> None:
     ids = [queue.enqueue(request(f"r{i}")) for i in range(5)]
     assert len(queue.read("A", count=3)) == 3

@@ -21,7 +21,8 @@ it. Here a read entry stays in the group's pending list until it is acknowledged
 
 If the process dies after step 1 or 2, its entries stay pending; once they have been idle for
 `reclaim_idle_ms`, the next `read()` (by any consumer of the group) claims and re-delivers them
-(XAUTOCLAIM). A re-delivered request whose run was already created is a no-op because Dagster runs a
+(XAUTOCLAIM). An entry handed out more than `max_deliveries` times (a request its reader fails on
+every time) comes back with `error` set, so step 1 dead-letters it. A re-delivered request whose run was already created is a no-op because Dagster runs a
 run key at most once, so no request is lost and none runs twice. Acked entries are deleted (XDEL), so
 the stream length is exactly the number of requests not yet acknowledged (`depth()`); the stream is
 never trimmed by length, since trimming would drop requests nobody has run.
@@ -50,6 +51,9 @@ if TYPE_CHECKING:
 
 DEFAULT_GROUP = "launchers"
 DEFAULT_RECLAIM_IDLE_MS = 60_000
+# A request handed out this many times without becoming a run (its reader failed on it every time) is
+# dead-lettered on its next delivery instead of being retried forever.
+DEFAULT_MAX_DELIVERIES = 5
 # XAUTOCLAIM examines at most 10 x COUNT pending entries per call; a few calls cover a large pending
 # list without letting one read() scan it without bound.
 MAX_RECLAIM_SCANS = 10
@@ -165,6 +169,19 @@ class _GroupStream:
             if eid is not None
         ]
 
+    def delivery_counts(self, entry_ids: list[str]) -> dict[str, int]:
+        """How many times each pending entry has been handed out (XPENDING's delivery counter)."""
+        if not entry_ids:
+            return {}
+        pipe = self.client.pipeline(transaction=False)
+        for eid in entry_ids:
+            pipe.xpending_range(self.key, self.group, min=eid, max=eid, count=1)
+        counts = {}
+        for eid, rows in zip(entry_ids, pipe.execute(), strict=True):
+            if rows:
+                counts[eid] = int(rows[0]["times_delivered"])
+        return counts
+
     def _raw(self, fields: Mapping[Any, Any] | None) -> str:
         fields = fields or {}
         for name, value in fields.items():
@@ -243,9 +260,13 @@ class RequestQueue:
         *,
         group: str = DEFAULT_GROUP,
         reclaim_idle_ms: int = DEFAULT_RECLAIM_IDLE_MS,
+        max_deliveries: int = DEFAULT_MAX_DELIVERIES,
     ):
         if reclaim_idle_ms < 0:
             raise ValueError(f"reclaim_idle_ms must be >= 0, got {reclaim_idle_ms}")
+        if max_deliveries < 1:
+            raise ValueError(f"max_deliveries must be >= 1, got {max_deliveries}")
+        self.max_deliveries = max_deliveries
         self.client = redis_client
         self.prefix = prefix
         self.requests_key = f"{prefix}:requests"
@@ -269,8 +290,19 @@ class RequestQueue:
         """Up to `count` deliveries: first this group's entries pending and idle for more than
         `reclaim_idle_ms` (their reader died or stalled), then new ones. `block_ms` waits for new
         entries when there is nothing to reclaim (None: do not wait; 0: wait forever)."""
+        entries = self._requests.read(consumer, count, block_ms)
+        counts = self._requests.delivery_counts([e.entry_id for e in entries if e.redelivered])
         deliveries = []
-        for entry in self._requests.read(consumer, count, block_ms):
+        for entry in entries:
+            times = counts.get(entry.entry_id, 1)
+            if times > self.max_deliveries:
+                # A poison request (its reader failed on it every time) must not hold up the queue.
+                error = (
+                    f"handed out {times} times without becoming a run (limit {self.max_deliveries}); "
+                    "its reader failed on it every time"
+                )
+                deliveries.append(Delivery(entry.entry_id, entry.raw, None, error, True))
+                continue
             request, error = parse_wire(ExecutionRequest, entry.raw)
             deliveries.append(Delivery(entry.entry_id, entry.raw, request, error, entry.redelivered))
         return deliveries

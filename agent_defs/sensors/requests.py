@@ -142,26 +142,36 @@ def _cancel(context: SensorEvaluationContext, queue: RequestQueue, consumer: str
 def _run_requests(
     context: SensorEvaluationContext, queue: RequestQueue, routing: RequestRouting, consumer: str
 ) -> Iterator[RunRequest]:
+    import redis
+
     for delivery in queue.read(consumer, count=MAX_READ, block_ms=LISTEN_MS):
         request = delivery.request
         if request is None:
             queue.dead_letter(delivery, delivery.error or "malformed request")
             continue
-        job, reason = routing.job_for(request)
-        if job is None:
-            queue.dead_letter(delivery, f"request {request.request_id}: {reason}")
-            continue
-        run_config = {
-            "inputs": request.inputs,
-            "user_id": request.user_id,
-            "input_masks": request.input_masks,
-        }
         try:
+            job, reason = routing.job_for(request)
+            if job is None:
+                queue.dead_letter(delivery, f"request {request.request_id}: {reason}")
+                continue
+            run_config = {
+                "inputs": request.inputs,
+                "user_id": request.user_id,
+                "input_masks": request.input_masks,
+            }
             # Checked here so that a bad request is dead-lettered instead of failing the tick.
             validate_run_config(context.repository_def.get_job(job), run_config)
         except DagsterInvalidConfigError as exc:
             errors = "; ".join(e.message for e in exc.errors) or str(exc)
             queue.dead_letter(delivery, f"request {request.request_id}: inputs do not fit {job}: {errors}")
+            continue
+        except redis.RedisError:
+            raise
+        except Exception as exc:
+            # One request this reader cannot handle must not fail the tick for the others.
+            queue.dead_letter(
+                delivery, f"request {request.request_id}: could not become a run: {type(exc).__name__}: {exc}"
+            )
             continue
         yield RunRequest(
             run_key=request.request_id,

@@ -1,5 +1,5 @@
 """Shared fixtures: fresh Postgres schemas, and the local LLM and Jina-style servers
-(tests/support_servers.py)."""
+(tests/support_servers.py) and Google Maps-style server (tests/support_google_maps.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,30 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from support_discord import FakeDiscord
+from support_e2b import E2BStyleServer
+from support_google import GmailStyleServer
+from support_google_maps import GoogleMapsStyleServer
+from support_media import IdeogramServer, MediumServer, ReplicateServer
+from support_revid import RevidStyleServer
+from support_seo import DataForSeoServer, WordPressServer
 from support_servers import JinaStyleServer, ScriptedLLMServer
+from support_youtube import YouTubeStyleServer
+
+# No test reaches the real YouTube (exports with TranscribeYoutubeVideo run without a test's server in
+# test_autogpt_exports.py and test_differential.py): this literal loopback address is refused as
+# private, or unreachable where private addresses are allowed, and nothing is looked up in DNS.
+os.environ.setdefault("AGENTFLOW_YOUTUBE_BASE_URL", "http://127.0.0.1:9")
+os.environ.setdefault("AGENTFLOW_WEBSHARE_PROXY_URL", "http://127.0.0.1:9")
+# Likewise E2B (ExecuteCodeBlock), should an AGENTFLOW_E2B_API_KEY be set where the tests run.
+os.environ.setdefault("AGENTFLOW_E2B_API_URL", "http://127.0.0.1:9")
+# Likewise Gmail (GmailSendBlock) and revid.ai (AIShortformVideoCreatorBlock).
+os.environ.setdefault("AGENTFLOW_GOOGLE_API_URL", "http://127.0.0.1:9")
+os.environ.setdefault("AGENTFLOW_REVID_BASE_URL", "http://127.0.0.1:9")
+os.environ.setdefault("AGENTFLOW_E2B_SANDBOX_URL", "http://127.0.0.1:9")
+# Likewise DataForSEO and WordPress.com (the SEO blog writer export).
+os.environ.setdefault("AGENTFLOW_DATAFORSEO_BASE_URL", "http://127.0.0.1:9")
+os.environ.setdefault("AGENTFLOW_WORDPRESS_BASE_URL", "http://127.0.0.1:9")
 
 BASE_DSN = os.environ.get("AGENTFLOW_TEST_DSN", "host=127.0.0.1 port=5432 dbname=test user=postgres")
 
@@ -59,6 +82,94 @@ def llm_server() -> Iterator[ScriptedLLMServer]:
 @pytest.fixture(scope="session")
 def jina_server() -> Iterator[JinaStyleServer]:
     server = JinaStyleServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def google_maps_server() -> Iterator[GoogleMapsStyleServer]:
+    server = GoogleMapsStyleServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def ideogram_server() -> Iterator[IdeogramServer]:
+    server = IdeogramServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def replicate_server() -> Iterator[ReplicateServer]:
+    server = ReplicateServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def medium_server() -> Iterator[MediumServer]:
+    server = MediumServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def youtube_server() -> Iterator[YouTubeStyleServer]:
+    server = YouTubeStyleServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def discord_server() -> Iterator[FakeDiscord]:
+    server = FakeDiscord()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def e2b_server() -> Iterator[E2BStyleServer]:
+    server = E2BStyleServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def gmail_server() -> Iterator[GmailStyleServer]:
+    server = GmailStyleServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def revid_server() -> Iterator[RevidStyleServer]:
+    server = RevidStyleServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def dataforseo_server() -> Iterator[DataForSeoServer]:
+    server = DataForSeoServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def wordpress_server() -> Iterator[WordPressServer]:
+    server = WordPressServer()
     server.start()
     yield server
     server.stop()

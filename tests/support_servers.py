@@ -124,6 +124,13 @@ class _LLMHandler(BaseHTTPRequestHandler):
             ]
         prompt_tokens = len(_texts(messages).split())
         completion_tokens = len(str(content or "").split()) + 5 * len(message.get("tool_calls", []))
+        server.record_usage(
+            {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "prompt": _texts(messages),
+            }
+        )
         self._send(
             200,
             {
@@ -165,6 +172,9 @@ class ScriptedLLMServer(_Server):
         self._rules: list[tuple[str, list[dict[str, Any]]]] = []
         self._ids = 0
         self.requests: list[dict[str, Any]] = []
+        # Every answer's `usage`, with the prompt it answered (a late answer to an earlier test's
+        # request may land after a reset: filter by prompt).
+        self.usages: list[dict[str, Any]] = []
 
     @property
     def base_url(self) -> str:
@@ -179,10 +189,15 @@ class ScriptedLLMServer(_Server):
         with self._lock:
             self._rules.clear()
             self.requests.clear()
+            self.usages.clear()
 
     def record(self, headers: dict[str, str], body: dict[str, Any]) -> None:
         with self._lock:
             self.requests.append({"headers": headers, "body": body})
+
+    def record_usage(self, usage: dict[str, Any]) -> None:
+        with self._lock:
+            self.usages.append(usage)
 
     def next_id(self) -> int:
         with self._lock:

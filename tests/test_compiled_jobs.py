@@ -136,15 +136,13 @@ def test_bad_stored_graph_is_reported_and_the_others_still_load(tmp_path: Path) 
         (tmp_path / path.name).write_text(path.read_text())
     broken = json.loads((agents_dir() / "count_to_n.json").read_text())
     broken.update(id="broken-graph", name="Broken graph")
-    broken["nodes"][2]["block_id"] = (
-        "f3a8f7e1-4b1d-4e5f-9f2a-7c3d5a2e6b4c"  # TranscribeYoutubeVideo: unsupported
-    )
+    broken["nodes"][2]["block_id"] = "0082d712-ff1b-4c3d-8a8d-6c7721883b83"  # PostToYouTube: unsupported
     (tmp_path / "broken.json").write_text(json.dumps(broken))
     (tmp_path / "not_json.json").write_text("{ nope")
     catalog = build_catalog(DirectoryGraphStore(tmp_path))
     assert set(catalog.jobs) == {"Count_to_N_v1", "Running_Total_v1", "Ticket_Triage_v1"}
     text = "\n".join(catalog.problems)
-    assert "Broken graph" in text and "increment" in text and "TranscribeYoutubeVideoBlock" in text
+    assert "Broken graph" in text and "increment" in text and "PostToYouTubeBlock" in text
     assert "not_json.json" in text
     for make_job in catalog.jobs.values():
         assert make_job().name in catalog.jobs

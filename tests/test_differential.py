@@ -13,6 +13,8 @@ import pytest
 from dagster import DagsterInstance
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from support_servers import ScriptedLLMServer
+from test_autogpt_exports import inputs_for
 
 from agent_defs.engine import EngineLimits, ReferenceEngine, RunResult
 from agent_defs.graph import load_graph_file
@@ -140,9 +142,19 @@ def _runnable_files() -> list[Path]:
 
 
 @pytest.mark.parametrize("path", _runnable_files(), ids=lambda p: p.name)
-def test_stored_graphs_agree(path: Path, instance: DagsterInstance) -> None:
+def test_stored_graphs_agree(
+    path: Path, instance: DagsterInstance, llm_server: ScriptedLLMServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # LLM nodes answer from the local scripted server (deterministically, from the request), so both
+    # sides see the same answers; an export whose own retry loop needs a working model (Domain Name
+    # Finder) then ends. Web search goes to a loopback address, which is refused at once on both sides.
+    monkeypatch.setenv("AGENTFLOW_LLM_BASE_URL", llm_server.base_url)
+    monkeypatch.setenv("AGENTFLOW_LLM_API_KEY", "sk-local-test")
+    monkeypatch.setenv("AGENTFLOW_JINA_BASE_URL", "http://127.0.0.1:9")
+    monkeypatch.delenv("AGENTFLOW_E2B_API_KEY", raising=False)
     graph = load_graph_file(path)
-    result = assert_agree(graph, instance)
+    inputs = inputs_for(graph, json.loads(path.read_text(encoding="utf-8")))
+    result = assert_agree(graph, instance, inputs)
     assert result.status.value == "COMPLETED"
     # Without stored credentials, nodes that need them (LLM, web search) fail on both sides alike; the
     # exports using them run end to end with credentials against local servers in test_llm_blocks.py.

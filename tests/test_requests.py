@@ -228,9 +228,7 @@ def test_a_consumer_that_dies_between_read_and_ack_loses_nothing(
     assert (queue.depth(), queue.pending()) == (0, [])
 
 
-def test_a_request_its_readers_fail_on_every_time_is_dead_lettered(
-    client: redis.Redis, prefix: str
-) -> None:
+def test_a_request_its_readers_fail_on_every_time_is_dead_lettered(client: redis.Redis, prefix: str) -> None:
     """A poison request (the reader crashes on it, so it is never acked) comes back after each reclaim;
     past `max_deliveries` it is handed out with an error, dead-lettered, and the queue moves on."""
     queue = RequestQueue(client, prefix, reclaim_idle_ms=RECLAIM_MS, max_deliveries=2)

@@ -4,7 +4,9 @@ AutoGPT tokenizes with gravitasml; here the document is parsed with defusedxml (
 declarations and external references refused) and converted to the same dict shape:
 a leaf becomes {tag: stripped text}; an element with one child or uniquely named children becomes
 {tag: {child: ...}}; repeated child names become {tag: [{child: ...}, ...]}. Tag names are
-lowercased as gravitasml does.
+lowercased as gravitasml does. Like gravitasml, a document may hold several top-level elements with
+distinct names (an LLM's "<title>...</title> <body>...</body>"): they merge into one dict; text outside
+every element is refused.
 """
 
 from __future__ import annotations
@@ -64,15 +66,37 @@ def _to_dict(element: Element) -> dict[str, Any]:
     return {tag: converted}
 
 
+def _top_level_dict(wrapper: Element, first_error: ParseError) -> dict[str, Any]:
+    """gravitasml's document level: several top-level elements merge into one dict."""
+    stray = [wrapper.text or ""] + [child.tail or "" for child in wrapper]
+    if any(part.strip() for part in stray):
+        raise ValueError(f"Error in input xml syntax: text outside of a tag is unsupported ({first_error})")
+    names = [_tag(child) for child in wrapper]
+    if len(set(names)) != len(names):
+        raise ValueError(
+            f"Error in input xml syntax: repeated top-level elements {sorted(names)} cannot form one dict "
+            "(wrap them in a single element)"
+        )
+    merged: dict[str, Any] = {}
+    for child in wrapper:
+        merged.update(_to_dict(child))
+    return merged
+
+
 def parse_xml(text: str) -> dict[str, Any]:
     """Parse `text` into AutoGPT's dict shape; raises ValueError with a clear message."""
     if len(text) > MAX_XML_SIZE:
         raise ValueError(f"XML too large: {len(text)} characters > {MAX_XML_SIZE}")
     if not text.strip():
         raise ValueError("XML input is empty.")
+    escaped = _BARE_AMPERSAND.sub("&amp;", text)
     try:
-        root = fromstring(_BARE_AMPERSAND.sub("&amp;", text), forbid_dtd=True)
-        return _to_dict(root)
+        try:
+            return _to_dict(fromstring(escaped, forbid_dtd=True))
+        except ParseError as exc:
+            if "junk after document element" not in str(exc):
+                raise
+            return _top_level_dict(fromstring(f"<_top>{escaped}</_top>", forbid_dtd=True), exc)
     except DTDForbidden as exc:
         raise ValueError(
             "XML refused: document type declarations (DTDs) are not allowed, so entity expansion "
@@ -116,9 +140,17 @@ class XMLParserBlock(Block):
             input={"input_xml": BILLION_LAUGHS},
             output=[("error", lambda e: e.startswith("XML refused") and "DTD" in e)],
         ),
+        BlockSelfTest(  # gravitasml merges distinct top-level elements
+            input={"input_xml": "<Title>\n T \n</Title>\n\n<body>B</body>"},
+            output=[("parsed_xml", {"title": "T", "body": "B"})],
+        ),
         BlockSelfTest(
-            input={"input_xml": "<a>1</a><b>2</b>"},
-            output=[("error", lambda e: "syntax" in e)],
+            input={"input_xml": "<a>1</a> stray <b>2</b>"},
+            output=[("error", lambda e: "syntax" in e and "outside of a tag" in e)],
+        ),
+        BlockSelfTest(
+            input={"input_xml": "<a>1</a><a>2</a>"},
+            output=[("error", lambda e: "syntax" in e and "repeated top-level" in e)],
         ),
     )
 

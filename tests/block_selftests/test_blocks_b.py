@@ -224,7 +224,8 @@ def test_xml_converts_like_gravitasml() -> None:
 
 
 def test_xml_syntax_errors_are_reported() -> None:
-    for bad in ("", "<a><b></a>", "text <a/>", "<a/><b/>"):
+    # Distinct top-level elements merge, as in gravitasml; repeated ones cannot form one dict.
+    for bad in ("", "<a><b></a>", "text <a/>", "<a/><a/>"):
         [(pin, message)] = run(XMLParserBlock, {"input_xml": bad})
         assert pin == "error", bad
         assert message

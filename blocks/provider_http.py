@@ -1,0 +1,180 @@
+"""Calls to a hosted provider's REST API (Ideogram, Replicate, Medium): where the base URL and the API
+key come from, and an httpx transport that checks the address of every request it sends.
+
+Endpoint, first match wins:
+
+1. the node's credential (pin `credentials`), resolved by the engine: its secret is the API key, or a
+   JSON object `{"api_key": ..., "base_url": ..., ...}` (other keys are provider options, e.g. Medium's
+   `author_id`);
+2. the environment, read when the node runs: `AGENTFLOW_<PROVIDER>_BASE_URL`;
+3. the provider's public API.
+
+Like SendWebRequest and the Jina blocks, every request (to the base URL, and to any URL a provider's
+answer names, such as a generated image to upscale) resolves its host first and refuses private,
+loopback, link-local and other non-public addresses unless `ctx.settings["allow_private_addresses"]`;
+the request then goes to the checked address (the Host header and the TLS server name keep the
+original host), so a second DNS answer cannot swap the target. Redirects are not followed and proxy
+settings from the environment are not used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+
+from blocks.library.http import RequestRefused, _normalise_url, pin_to_checked_address
+from blocks.sdk import Credentials, RunContext
+
+__all__ = [
+    "TRANSPORT_FAILURES",
+    "CheckedTransport",
+    "ProviderCalls",
+    "ProviderEndpoint",
+    "ProviderError",
+    "RequestRefused",
+    "answer_detail",
+    "resolve_endpoint",
+]
+
+
+# httpx's names for a request that never got an answer: in an error text, the provider's failure
+# (what a block's RetryPolicy counts towards its circuit breaker), never the user's.
+TRANSPORT_FAILURES = (
+    "ConnectError",
+    "ConnectTimeout",
+    "ReadTimeout",
+    "WriteTimeout",
+    "PoolTimeout",
+    "ReadError",
+    "WriteError",
+    "RemoteProtocolError",
+)
+
+
+class ProviderError(Exception):
+    """A provider call failed; the message is safe to show once scrubbed of the key. `retryable`:
+    whether another attempt could succeed (False for a refused key or invalid input)."""
+
+    def __init__(self, message: str, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+@dataclass(frozen=True)
+class ProviderEndpoint:
+    provider: str
+    base_url: str
+    api_key: SecretStr
+    # Other keys of a JSON credential (provider options); never logged.
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def url(self, path: str) -> str:
+        return f"{self.base_url}/{path.lstrip('/')}"
+
+    def scrub(self, text: str) -> str:
+        key = self.api_key.get_secret_value()
+        return text.replace(key, "***") if len(key) >= 4 else text
+
+
+def base_url_var(provider: str) -> str:
+    return f"AGENTFLOW_{provider.upper()}_BASE_URL"
+
+
+def resolve_endpoint(
+    ctx: RunContext, provider: str, default_base_url: str, pin: str = "credentials"
+) -> ProviderEndpoint:
+    """The node's credential (plain key or JSON), then the environment, then the public API."""
+    credential: Credentials | None = ctx.credentials.get(pin)
+    if credential is None:
+        raise ProviderError(
+            f'no {provider} credential was resolved for pin {pin!r} (give the node a reference {{"id": ...}} '
+            f"to a stored {provider} api_key credential)"
+        )
+    secret = credential.secret.get_secret_value()
+    try:
+        parsed = json.loads(secret)
+    except ValueError:
+        parsed = None
+    data: dict[str, Any] = parsed if isinstance(parsed, dict) else {"api_key": secret}
+    base = str(data.get("base_url") or os.environ.get(base_url_var(provider)) or default_base_url)
+    options = {k: v for k, v in data.items() if k not in ("api_key", "base_url")}
+    return ProviderEndpoint(provider, base.rstrip("/"), SecretStr(str(data.get("api_key") or "")), options)
+
+
+Resolve = Callable[[str, int], Awaitable[list[str]]]
+
+
+async def resolve_host(host: str, port: int) -> list[str]:
+    """Every address `host` resolves to."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+class CheckedTransport(httpx.AsyncBaseTransport):
+    """Sends each request to a checked address of its host (see the module docstring)."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, resolve: Resolve, allow_private: bool) -> None:
+        self._inner = inner
+        self._resolve = resolve
+        self._allow_private = allow_private
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = _normalise_url(str(request.url))
+        target, sni = await pin_to_checked_address(url, self._resolve, self._allow_private)
+        request.url = target  # the Host header was set from the original URL
+        if sni:
+            request.extensions = {**request.extensions, "sni_hostname": sni}
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class ProviderCalls:
+    """Mixin for provider blocks: an httpx client whose every request is address-checked.
+
+    Self-tests replace `_resolve` (name resolution) and `_transport` (the wire, e.g. an
+    httpx.MockTransport)."""
+
+    async def _resolve(self, host: str, port: int) -> list[str]:
+        return await resolve_host(host, port)
+
+    def _transport(self) -> httpx.AsyncBaseTransport:
+        return httpx.AsyncHTTPTransport()
+
+    def checked_transport(self, ctx: RunContext) -> CheckedTransport:
+        allow_private = bool(ctx.settings.get("allow_private_addresses"))
+        return CheckedTransport(self._transport(), self._resolve, allow_private)
+
+    def client(self, ctx: RunContext, timeout: httpx.Timeout) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            transport=self.checked_transport(ctx), timeout=timeout, follow_redirects=False, trust_env=False
+        )
+
+
+def answer_detail(response: httpx.Response, limit: int = 300) -> str:
+    """The most telling part of an error answer: a JSON message or detail, else the start of the text."""
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        errors = data.get("errors")
+        if isinstance(errors, list) and errors and isinstance(errors[0], dict) and errors[0].get("message"):
+            return str(errors[0]["message"])[:limit]
+        error = data.get("error")
+        if isinstance(error, dict) and error.get("message"):
+            return str(error["message"])[:limit]
+        for key in ("detail", "message", "error", "title"):
+            if data.get(key):
+                value = data[key]
+                return (value if isinstance(value, str) else json.dumps(value))[:limit]
+    return response.text[:limit].strip() or response.reason_phrase

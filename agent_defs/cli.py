@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -115,7 +116,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     if args.engine == "dagster":
         return _run_on_dagster(graph, inputs, args)
-    engine = ReferenceEngine(limits=EngineLimits(max_node_executions=args.max_node_executions))
+    from agent_defs.instance import prepare_dagster_home
+    from agent_defs.store.env import DATABASE_VAR
+    from agent_defs.store.kv_data import kv_store_for
+
+    # The same durable values as the Dagster runs of this machine: the platform database, else a file
+    # in the project's Dagster home.
+    kv_store = kv_store_for(os.environ.get(DATABASE_VAR, ""), prepare_dagster_home())
+    engine = ReferenceEngine(
+        limits=EngineLimits(max_node_executions=args.max_node_executions), kv_store=kv_store
+    )
     options = RunOptions(run_id=args.run_id, user_id=args.user)
     result = engine.run_sync(graph, inputs, options)
     if args.json:

@@ -183,6 +183,16 @@ async def _no_subgraphs(
     yield  # pragma: no cover - makes this an async generator
 
 
+class KeyValueStore(Protocol):
+    """Values a user's runs keep between runs (AutoGPT's execution KV data), by user and key."""
+
+    async def get(self, user_id: str, key: str) -> Any | None: ...
+
+    async def put(self, user_id: str, key: str, value: Any, node_exec_id: str) -> Any:
+        """Store `value` (JSON) under the key, replacing what was there; returns what was stored."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class OutgoingLink:
     """One link leaving the node, with what the block may know of its sink (SmartDecisionMaker offers
@@ -218,6 +228,8 @@ class RunContext:
     stats: dict[str, float] = field(default_factory=dict)
     # The links out of this node (only for blocks with `needs_outgoing_links`; empty otherwise).
     outgoing_links: Sequence[OutgoingLink] = ()
+    # Durable per-user values (PersistInformation / RetrieveInformation); None: this run has none.
+    kv_store: KeyValueStore | None = None
 
 
 def pydantic_to_data(value: Any) -> Any:

@@ -41,6 +41,7 @@ from blocks import (
     BlockType,
     CostType,
     Credentials,
+    KeyValueStore,
     OutgoingLink,
     RunContext,
 )
@@ -446,6 +447,7 @@ class ReferenceEngine:
         pricing: Pricing | None = None,
         breakers: BreakerService | None = None,
         cache: OutputCacheService | None = None,
+        kv_store: KeyValueStore | None = None,
     ) -> None:
         self.registry = registry
         self.limits = limits
@@ -455,6 +457,7 @@ class ReferenceEngine:
         self.pricing = pricing  # operator's block costs, overriding the blocks' own
         self.breakers = breakers  # circuit breakers per external provider (shared, in Redis)
         self.cache = cache  # outputs of identical earlier executions of cacheable blocks
+        self.kv_store = kv_store  # durable per-user values (PersistInformation)
 
     def with_services(
         self,
@@ -463,9 +466,10 @@ class ReferenceEngine:
         pricing: Pricing | None = None,
         breakers: BreakerService | None = None,
         cache: OutputCacheService | None = None,
+        kv_store: KeyValueStore | None = None,
     ) -> ReferenceEngine:
         """The same engine, with a run's platform services (credits, events, credentials, circuit
-        breakers, output cache) plugged in."""
+        breakers, output cache, key-value data) plugged in."""
         return ReferenceEngine(
             self.registry,
             self.limits,
@@ -475,6 +479,7 @@ class ReferenceEngine:
             pricing,
             breakers,
             cache,
+            kv_store,
         )
 
     def run_sync(
@@ -721,6 +726,7 @@ class _Run:
             settings=self.options.settings,
             stats=ex.stats,
             outgoing_links=plan.outgoing,
+            kv_store=self.engine.kv_store,
         )
         # Only nodes holding credentials pay for scrubbing their outputs.
         redactor = Redactor() if block.credentials else None

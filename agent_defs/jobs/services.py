@@ -51,6 +51,7 @@ class PlatformServices(ConfigurableResource):
     _pricing: Any = PrivateAttr(default=None)
     _breakers: Any = PrivateAttr(default=None)
     _cache: Any = PrivateAttr(default=None)
+    _kv_store: Any = PrivateAttr(default=None)
     _settings: dict[str, Any] = PrivateAttr(default_factory=dict)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
@@ -64,6 +65,10 @@ class PlatformServices(ConfigurableResource):
             allow_private = os.environ.get(PRIVATE_ADDRESSES_VAR, "").strip().lower() in ("1", "true", "yes")
         # Operator switches blocks must obey; loopback and private networks stay closed by default.
         self._settings = {"allow_private_addresses": allow_private}
+        from agent_defs.store.kv_data import kv_store_for
+
+        home = context.instance.root_directory if context.instance is not None else None
+        self._kv_store = kv_store_for(database_url, Path(home) if home else None)
         if database_url:
             from agent_defs.credits.ledger import CreditLedger
 
@@ -91,7 +96,7 @@ class PlatformServices(ConfigurableResource):
                 self._cache = OutputCache.from_url(redis_url, prefix)
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
-        for service in (self._ledger, self._credentials):
+        for service in (self._ledger, self._credentials, self._kv_store):
             close = getattr(service, "close", None)
             if close is not None:
                 close()
@@ -123,6 +128,7 @@ class PlatformServices(ConfigurableResource):
             self._pricing,
             breakers=self._breakers,
             cache=self._cache,
+            kv_store=self._kv_store,
         )
 
 

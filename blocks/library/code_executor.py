@@ -131,7 +131,11 @@ TEST_CREDENTIALS = Credentials(
     id="01234567-89ab-cdef-0123-456789abcdef",
     provider="e2b",
     type="api_key",
-    secret=SecretStr("mock-e2b-api-key"),
+    # The URLs travel in the credential so the self-tests do not depend on the environment's.
+    secret=SecretStr(
+        '{"api_key": "mock-e2b-api-key", "api_url": "https://api.e2b.app", '
+        '"sandbox_url": "https://sandbox.e2b.app"}'
+    ),
     owner_user_id="local",
     title="Mock E2B API key",
 )

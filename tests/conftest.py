@@ -14,8 +14,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from support_airtable import AirtableServer
 from support_discord import FakeDiscord
 from support_e2b import E2BStyleServer
+from support_firecrawl import FirecrawlServer
 from support_google import GmailStyleServer
 from support_google_maps import GoogleMapsStyleServer
 from support_media import IdeogramServer, MediumServer, ReplicateServer
@@ -38,6 +40,9 @@ os.environ.setdefault("AGENTFLOW_E2B_SANDBOX_URL", "http://127.0.0.1:9")
 # Likewise DataForSEO and WordPress.com (the SEO blog writer export).
 os.environ.setdefault("AGENTFLOW_DATAFORSEO_BASE_URL", "http://127.0.0.1:9")
 os.environ.setdefault("AGENTFLOW_WORDPRESS_BASE_URL", "http://127.0.0.1:9")
+# Likewise Firecrawl and Airtable (the Automated Support Agent export).
+os.environ.setdefault("AGENTFLOW_FIRECRAWL_API_URL", "http://127.0.0.1:9")
+os.environ.setdefault("AGENTFLOW_AIRTABLE_BASE_URL", "http://127.0.0.1:9")
 
 BASE_DSN = os.environ.get("AGENTFLOW_TEST_DSN", "host=127.0.0.1 port=5432 dbname=test user=postgres")
 
@@ -170,6 +175,22 @@ def dataforseo_server() -> Iterator[DataForSeoServer]:
 @pytest.fixture(scope="session")
 def wordpress_server() -> Iterator[WordPressServer]:
     server = WordPressServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def firecrawl_server() -> Iterator[FirecrawlServer]:
+    server = FirecrawlServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def airtable_server() -> Iterator[AirtableServer]:
+    server = AirtableServer()
     server.start()
     yield server
     server.stop()

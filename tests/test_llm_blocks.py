@@ -14,9 +14,12 @@ from typing import Any
 import pytest
 from dagster import DagsterInstance
 from pydantic import SecretStr
+from support_airtable import AIRTABLE_TOKEN, AirtableServer
+from support_airtable import WORKSPACE_ID as AIRTABLE_WORKSPACE_ID
 from support_discord import TEST_DISCORD_TOKEN
 from support_e2b import E2B_TEST_KEY, E2BStyleServer, domain_finder_llm_rules, script_domain_finder
-from support_google import GMAIL_TOKEN, GmailStyleServer, newsletter_rules
+from support_firecrawl import FIRECRAWL_KEY, FirecrawlServer
+from support_google import GMAIL_TOKEN, USER_EMAIL, GmailStyleServer, meeting_prep_rules, newsletter_rules
 from support_google_maps import TEST_MAPS_KEY, GoogleMapsStyleServer, ceo_finder_rules
 from support_media import (
     IDEOGRAM_KEY,
@@ -50,6 +53,7 @@ from agent_defs.graph.validation import validate_graph
 from agent_defs.jobs.compiler import compile_graph
 from agent_defs.jobs.results import read_run_summary
 from agent_defs.paths import shared_dir
+from agent_defs.store.kv_data import SqliteKeyValueStore
 from blocks import REGISTRY, BlockType, Credentials, RunContext
 from blocks.library.io import AgentInputBlock, AgentOutputBlock
 from blocks.library.jina_search import ExtractWebsiteContentBlock, SearchTheWebBlock
@@ -78,6 +82,8 @@ GOOGLE_CRED_ID = "9009e000-0000-4000-8000-000000000006"
 REVID_CRED_ID = "4e71d000-0000-4000-8000-000000000007"
 DATAFORSEO_CRED_ID = "df05e000-0000-4000-8000-000000000008"
 WORDPRESS_CRED_ID = "3b9e5000-0000-4000-8000-000000000009"
+FIRECRAWL_CRED_ID = "f12ec7a0-0000-4000-8000-00000000000a"
+AIRTABLE_CRED_ID = "a1b7ab1e-0000-4000-8000-00000000000b"
 EXPORTS_DIR = shared_dir() / "autogpt-agents"
 AUTOGPT_NAMES: dict[str, str] = json.loads((EXPORTS_DIR / "_block_ids.json").read_text(encoding="utf-8"))
 EXPORTS = sorted(p for p in EXPORTS_DIR.glob("*.json") if p.name != "_block_ids.json")
@@ -131,6 +137,12 @@ class Resolver:
             WORDPRESS_CRED_ID: Credentials(
                 WORDPRESS_CRED_ID, "wordpress", "oauth2", SecretStr(WORDPRESS_TOKEN), "local", "WordPress.com"
             ),
+            FIRECRAWL_CRED_ID: Credentials(
+                FIRECRAWL_CRED_ID, "firecrawl", "api_key", SecretStr(FIRECRAWL_KEY), "local", "Firecrawl"
+            ),
+            AIRTABLE_CRED_ID: Credentials(
+                AIRTABLE_CRED_ID, "airtable", "api_key", SecretStr(AIRTABLE_TOKEN), "local", "Airtable"
+            ),
         }
 
     def resolve(self, credential_id: str, user_id: str) -> Credentials:
@@ -147,7 +159,9 @@ class EngineWithCredentials(ReferenceEngine):
         pricing: Any = None,
         breakers: Any = None,
         cache: Any = None,
+        kv_store: Any = None,
     ) -> ReferenceEngine:
+        # The test's own store wins, so each run starts empty whatever the instance holds.
         return EngineWithCredentials(
             self.registry,
             self.limits,
@@ -157,6 +171,7 @@ class EngineWithCredentials(ReferenceEngine):
             pricing,
             breakers,
             cache,
+            self.kv_store or kv_store,
         )
 
 
@@ -174,6 +189,8 @@ def servers(
     revid_server: RevidStyleServer,
     dataforseo_server: DataForSeoServer,
     wordpress_server: WordPressServer,
+    firecrawl_server: FirecrawlServer,
+    airtable_server: AirtableServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[tuple[ScriptedLLMServer, JinaStyleServer]]:
     llm_server.reset()
@@ -204,6 +221,11 @@ def servers(
     wordpress_server.reset()
     monkeypatch.setenv("AGENTFLOW_DATAFORSEO_BASE_URL", dataforseo_server.url)
     monkeypatch.setenv("AGENTFLOW_WORDPRESS_BASE_URL", wordpress_server.url)
+    firecrawl_server.reset()
+    airtable_server.reset()
+    monkeypatch.setenv("AGENTFLOW_FIRECRAWL_API_URL", firecrawl_server.url)
+    monkeypatch.setenv("AGENTFLOW_FIRECRAWL_POLL_INTERVAL", "0.01")
+    monkeypatch.setenv("AGENTFLOW_AIRTABLE_BASE_URL", airtable_server.url)
     monkeypatch.setenv("AGENTFLOW_E2B_API_URL", e2b_server.url)
     monkeypatch.setenv("AGENTFLOW_E2B_SANDBOX_URL", e2b_server.url)
     gmail_server.reset()
@@ -247,6 +269,8 @@ def assert_no_key(outputs: Any) -> None:
         and REVID_KEY not in text
         and DATAFORSEO_PASSWORD not in text
         and WORDPRESS_TOKEN not in text
+        and FIRECRAWL_KEY not in text
+        and AIRTABLE_TOKEN not in text
     )
 
 
@@ -569,6 +593,8 @@ def with_credential_references(graph: Graph) -> Graph:
             "revid": {"id": REVID_CRED_ID},
             "dataforseo": {"id": DATAFORSEO_CRED_ID},
             "wordpress": {"id": WORDPRESS_CRED_ID},
+            "firecrawl": {"id": FIRECRAWL_CRED_ID},
+            "airtable": {"id": AIRTABLE_CRED_ID},
         }
     )
 
@@ -601,7 +627,10 @@ def _inputs(graph: Graph, path: Path) -> dict[str, Any]:
 # Graph inputs that must be real values for an export's provider calls to succeed (a recipient Gmail accepts).
 EXPORT_INPUTS: dict[str, dict[str, Any]] = {
     "agent_00fdd42c-a14c-4d19-a567-65374ea0e87f.json": {"Your Email Address": "reader@example.com"},
+    "agent_415b7352-0dc6-4214-9d87-0ad3751b711d.json": {"Your email address": USER_EMAIL},
     SEO_WRITER_EXPORT: {"blog_url": f"https://{SEO_WRITER_BLOG}/"},
+    # Airtable refuses a workspace id that does not start with "wsp" (tests/support_airtable.py).
+    "agent_b8ceb480-a7a2-4c90-8513-181a49f7071f.json": {"Airtable Workspace ID": AIRTABLE_WORKSPACE_ID},
 }
 
 
@@ -611,6 +640,7 @@ EXPORT_LLM_SCRIPTS: dict[str, list[tuple[str, list[dict[str, Any]]]]] = {
     "agent_6e16e65a-ad34-4108-b4fd-4a23fced5ea2.json": ceo_finder_rules(),
     "agent_b6f6f0d3-49f4-4e3b-8155-ffe9141b32c0.json": domain_finder_llm_rules(),
     "agent_00fdd42c-a14c-4d19-a567-65374ea0e87f.json": newsletter_rules(),
+    "agent_415b7352-0dc6-4214-9d87-0ad3751b711d.json": meeting_prep_rules(),
     "agent_a03b0d8c-4751-43d6-a54e-c3b7856ba4e3.json": video_generator_rules(),
     SEO_WRITER_EXPORT: seo_writer_rules(),
 }
@@ -651,16 +681,19 @@ def instance() -> Iterator[DagsterInstance]:
 
 
 @pytest.mark.parametrize("path", RUNNABLE, ids=lambda p: p.name)
-def test_runnable_export_end_to_end(path: Path, servers: Any, instance: DagsterInstance) -> None:
+def test_runnable_export_end_to_end(
+    path: Path, servers: Any, instance: DagsterInstance, tmp_path: Path
+) -> None:
     graph = with_credential_references(load_graph_file(path))
     # The SEO writer's hard-coded WordPress.com URL (a SendWebRequest) goes to the local server.
     graph = with_local_wordpress(graph, os.environ["AGENTFLOW_WORDPRESS_BASE_URL"])
     inputs = _inputs(graph, path)
     llm, _ = servers
     script_export_llm(path, llm)
-    reference = EngineWithCredentials(credentials=Resolver()).run_sync(
-        graph, inputs, RunOptions(settings={"allow_private_addresses": True})
-    )
+    # Each run starts with an empty durable store (PersistInformation / RetrieveInformation).
+    reference = EngineWithCredentials(
+        credentials=Resolver(), kv_store=SqliteKeyValueStore(tmp_path / "reference_kv.sqlite")
+    ).run_sync(graph, inputs, RunOptions(settings={"allow_private_addresses": True}))
     assert reference.status is RunStatus.COMPLETED, reference.error
     # An export without output nodes (Medium Blogger) shows its work in its last node's outputs.
     has_output_nodes = any(
@@ -675,9 +708,10 @@ def test_runnable_export_end_to_end(path: Path, servers: Any, instance: DagsterI
     assert_no_key(reference.to_json())
 
     script_export_llm(path, llm)
-    job = compile_graph(
-        graph, engine=EngineWithCredentials(credentials=Resolver()), console_log_level="ERROR"
+    engine = EngineWithCredentials(
+        credentials=Resolver(), kv_store=SqliteKeyValueStore(tmp_path / "compiled_kv.sqlite")
     )
+    job = compile_graph(graph, engine=engine, console_log_level="ERROR")
     run = job.execute_in_process(run_config={"inputs": inputs}, instance=instance, raise_on_error=False)
     compiled = read_run_summary(instance, run.run_id)
     assert compiled["status"] == "COMPLETED", compiled

@@ -445,7 +445,19 @@ class DataForSeoKeywordSuggestionsBlock(_DataForSeoBlock):
             mocks={"_resolve": _public_resolve(), "_transport": lambda: httpx.MockTransport(_fake_labs)},
             credentials={
                 "credentials": Credentials(
-                    "c", "dataforseo", "user_password", SecretStr("mock-login:wrong-pass-123"), "local"
+                    "c",
+                    "dataforseo",
+                    "user_password",
+                    SecretStr(
+                        json.dumps(
+                            {
+                                "username": "mock-login",
+                                "password": "wrong-pass-123",
+                                "base_url": DEFAULT_BASE_URL,
+                            }
+                        )
+                    ),
+                    "local",
                 )
             },
         ),

@@ -191,7 +191,13 @@ class WordPressCreatePostBlock(ProviderCalls, Block):
             output=[("error", "Failed to create post: 401 - The OAuth2 token is invalid.")],
             mocks={"_resolve": _public_resolve(), "_transport": lambda: httpx.MockTransport(_fake_wordpress)},
             credentials={
-                "credentials": Credentials("c", "wordpress", "oauth2", SecretStr("wrong-token-1234"), "local")
+                "credentials": Credentials(
+                    "c",
+                    "wordpress",
+                    "oauth2",
+                    SecretStr(json.dumps({"access_token": "wrong-token-1234", "base_url": DEFAULT_BASE_URL})),
+                    "local",
+                )
             },
         ),
         BlockSelfTest(

@@ -667,11 +667,16 @@ RUNNABLE = [p for p in EXPORTS if _runnable(p) and not _discord_bot(p)]
 
 
 def test_report_which_exports_run_and_what_the_others_lack() -> None:
-    blocked = {p.name: sorted(_unsupported(load_graph_file(p))) for p in EXPORTS if p not in RUNNABLE}
-    print(f"\n{len(RUNNABLE)} of {len(EXPORTS)} exports runnable: {[p.name for p in RUNNABLE]}")
+    discord = [p.name for p in EXPORTS if _runnable(p) and _discord_bot(p)]
+    blocked = {p.name: sorted(_unsupported(load_graph_file(p))) for p in EXPORTS if not _runnable(p)}
+    print(f"\n{len(RUNNABLE) + len(discord)} of {len(EXPORTS)} exports run end to end")
+    print(f"  here: {[p.name for p in RUNNABLE]}")
+    print(f"  in tests/test_discord_blocks.py (scripted bot messages): {discord}")
     for name, missing in blocked.items():
-        print(f"  {name}: {missing or 'validation problems'}")
-    assert len(RUNNABLE) >= 3
+        print(f"  not runnable: {name}: {missing or 'validation problems'}")
+    # Every export runs but testing_agent.json, whose Calculator has no inputs (AutoGPT refuses it too).
+    assert set(blocked) == {"testing_agent.json"}, blocked
+    assert len(discord) == 3, discord
 
 
 @pytest.fixture(scope="module")

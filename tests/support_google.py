@@ -28,10 +28,11 @@ A missing or wrong token: 401 with Google's error JSON (status UNAUTHENTICATED);
 path: 404. Each sent message is decoded and kept in `sent` ({"id", "threadId", "to", "cc", "bcc",
 "subject", "content_type", "body", "attachments": [{"filename", "content_type", "data"}],
 "in_reply_to", "references", "raw"}) and joins the mailbox labelled SENT; every request is recorded in
-`requests` ({"method", "path", "query", "headers", "body"}). `reset()` restores the fixtures.
+`requests` ({"method", "path", "query", "headers", "body"}). `add_message()` delivers one more message
+(a test's own mail, e.g. `support_ticket()`) until `reset()`, which restores the fixtures.
 
-`newsletter_rules()` and `meeting_prep_rules()`: ScriptedLLMServer rules for the exports that send
-or read Gmail (answers in the XML their parsers read).
+`newsletter_rules()`, `meeting_prep_rules()` and `support_agent_rules()`: ScriptedLLMServer rules for
+the exports that send or read Gmail (answers in the XML or JSON their parsers read).
 """
 
 from __future__ import annotations
@@ -548,6 +549,14 @@ class GmailStyleServer(_Server):
             self.sent.clear()
             self._restore()
 
+    def add_message(self, message_id: str, thread_id: str, labels: list[str], message: EmailMessage) -> None:
+        """Deliver one more message to the mailbox (until the next `reset()`), for a test that needs mail
+        the default fixtures lack."""
+        with self._lock:
+            if message_id in self.messages:
+                raise ValueError(f"message {message_id} is already in the mailbox")
+            self.messages[message_id] = _stored(message_id, thread_id, labels, message)
+
     def label_names(self) -> dict[str, str]:
         """Label id by lower-cased name (what `label:` in a query names)."""
         return {label["name"].lower(): label["id"] for label in self.labels}
@@ -808,5 +817,87 @@ def meeting_prep_rules() -> list[tuple[str, list[dict[str, Any]]]]:
                     "content": "<html><body><h1>Meeting prep</h1><p>Jordan Lee: ask about Lisbon.</p></body></html>"
                 }
             ],
+        ),
+    ]
+
+
+# --- the Automated Support Agent export (agent_b8ceb480-...) --------------------------------------------
+SUPPORT_AGENT_EXPORT = "agent_b8ceb480-a7a2-4c90-8513-181a49f7071f.json"
+SUPPORT_TICKET_ID = "1973a0c0de0000a1"
+SUPPORT_CUSTOMER = "dana@customer.example"
+SUPPORT_SUBJECT = "How do I rotate my API key?"
+SUPPORT_DOCS_URL = "https://docs.acme.example"
+SUPPORT_ESCALATION_EMAIL = "support-team@acme.example"
+SUPPORT_QUESTION = (
+    "Hi,\n\nOur security policy asks us to rotate API keys every 90 days. How do I rotate the API key "
+    "of our workspace without downtime?\n\nThanks,\nDana Cruz\nCustomerCo"
+)
+# What the agent's documentation search extracts and answers from (the Firecrawl extract tool's page).
+SUPPORT_DOCS_PAGE = f"{SUPPORT_DOCS_URL}/docs"
+SUPPORT_REPLY = (
+    "Hello,\n\nYou can rotate your API key under Settings > API keys: create a second key, switch your "
+    "integration to it, then revoke the old key. Both keys work until you revoke one, so there is no downtime."
+)
+
+
+def support_ticket() -> tuple[str, str, list[str], EmailMessage]:
+    """An unread customer question in the inbox, 2.5 hours before the mailbox clock: what the support
+    agent's query (`is:unread -label:agent-processed in:inbox newer_than:1d`) finds; not in
+    `fixture_messages()`, a test delivers it with `GmailStyleServer.add_message`."""
+    ticket = _mime(
+        "Dana Cruz <dana@customer.example>",
+        "Acme Support <alex@acme.example>",
+        SUPPORT_SUBJECT,
+        datetime(2025, 6, 4, 9, 30, tzinfo=UTC),
+        "<ticket-7781@customer.example>",
+        text=SUPPORT_QUESTION,
+    )
+    return SUPPORT_TICKET_ID, SUPPORT_TICKET_ID, ["INBOX", "UNREAD", "IMPORTANT"], ticket
+
+
+def support_agent_rules(auto_reply: bool = True) -> list[tuple[str, list[dict[str, Any]]]]:
+    """ScriptedLLMServer rules for the Automated Support Agent export: the 'Product Knowledge Agent'
+    sub-agent's SmartDecisionMaker calls the FireCrawl Extract tool on the docs page, then answers in the
+    <relevant_information> XML its prompt asks for; the analysis (AIStructuredResponseGenerator) decides
+    to auto-reply (or, `auto_reply=False`, to escalate, whose email the escalation generator writes);
+    the Airtable record is formatted as markdown. Matches are phrases from each node's own prompt."""
+    findings = (
+        "<relevant_information>\n  <confidence_score>92</confidence_score>\n  <quotes>\n"
+        f'    <quote source="{SUPPORT_DOCS_PAGE}">Create a second key, update your integration, '
+        "then revoke the old key. Both keys stay valid until one is revoked.</quote>\n  </quotes>\n"
+        "  <answer>Rotate by creating a second key, switching over, then revoking the old key.</answer>\n"
+        f"  <source_urls>\n    <url>{SUPPORT_DOCS_PAGE}</url>\n  </source_urls>\n</relevant_information>"
+    )
+    analysis = {
+        "confidence_score": 92 if auto_reply else 55,
+        "should_auto_reply": "true" if auto_reply else "false",
+        "email_response": SUPPORT_REPLY,
+        "reasoning": "The docs describe key rotation step by step."
+        if auto_reply
+        else "The docs do not cover workspace-wide rotation policies.",
+    }
+    extract = {
+        "name": "firecrawlextractblock",
+        "arguments": {"urls": [SUPPORT_DOCS_PAGE], "prompt": "How to rotate an API key without downtime"},
+    }
+    return [
+        # The sub-agent's tool loop: the first request calls the tool, the next (with its answer) finishes.
+        ("Available Pages (Sitemap)", [{"tool_calls": [extract]}, {"content": findings}]),
+        (
+            "DOCUMENTATION RESEARCH FINDINGS",
+            [{"content": "{json_tag}" + json.dumps(analysis) + "</json_output>"}],
+        ),
+        (
+            "escalating a customer support ticket",
+            [
+                {
+                    "content": "<email_body>Hello Human Support Team,\n\nThis ticket needs a person: the "
+                    "docs do not cover workspace-wide rotation policies.\n\nThanks</email_body>"
+                }
+            ],
+        ),
+        (
+            "Format this object in nice, human readable markdown",
+            [{"content": "## Support ticket\n\n- **Status:** logged"}],
         ),
     ]

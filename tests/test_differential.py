@@ -3,6 +3,7 @@ node execution counts, same node failures, on generated graphs and on every runn
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections import Counter
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from agent_defs.graph.validation import validate_graph
 from agent_defs.jobs.compiler import compile_graph
 from agent_defs.jobs.results import read_run_summary
 from agent_defs.paths import agents_dir, shared_dir
+from agent_defs.store.kv_data import SqliteKeyValueStore
 from blocks import REGISTRY
 from blocks.library.basic import StoreValueBlock
 from blocks.library.branching import ConditionBlock
@@ -46,14 +48,26 @@ def _norm(values: list[Any]) -> Counter[str]:
     return Counter(json.dumps(v, sort_keys=True, default=str) for v in values)
 
 
-def assert_agree(graph: Graph, instance: DagsterInstance, inputs: dict[str, Any] | None = None) -> RunResult:
+def assert_agree(
+    graph: Graph,
+    instance: DagsterInstance | None,
+    inputs: dict[str, Any] | None = None,
+    kv_dir: Path | None = None,
+) -> RunResult:
+    """With `instance` None, each compiled run gets a fresh instance, and so (like the reference run,
+    which then keeps its values in `kv_dir`) an empty durable store: PersistInformation in one run
+    must not change what RetrieveInformation sees in the next."""
     inputs = inputs or {}
-    reference = ReferenceEngine(limits=EngineLimits(max_node_executions=CAP)).run_sync(graph, inputs)
-    engine = ReferenceEngine(limits=EngineLimits(max_node_executions=CAP))
+    kv_store = SqliteKeyValueStore(kv_dir / "reference_kv.sqlite") if kv_dir is not None else None
+    limits = EngineLimits(max_node_executions=CAP)
+    reference = ReferenceEngine(limits=limits, kv_store=kv_store).run_sync(graph, inputs)
+    engine = ReferenceEngine(limits=limits)
     for fused in (False, True):
         job = compile_graph(graph, fused=fused, engine=engine, console_log_level="ERROR")
-        run = job.execute_in_process(run_config={"inputs": inputs}, instance=instance, raise_on_error=False)
-        compiled = read_run_summary(instance, run.run_id)
+        with contextlib.ExitStack() as stack:
+            target = instance or stack.enter_context(DagsterInstance.ephemeral())
+            run = job.execute_in_process(run_config={"inputs": inputs}, instance=target, raise_on_error=False)
+            compiled = read_run_summary(target, run.run_id)
         mode = "fused" if fused else "per-node"
         if reference.status.value == "FAILED":
             assert compiled["status"] == "FAILED", f"{mode}: the reference run failed ({reference.error})"
@@ -143,7 +157,7 @@ def _runnable_files() -> list[Path]:
 
 @pytest.mark.parametrize("path", _runnable_files(), ids=lambda p: p.name)
 def test_stored_graphs_agree(
-    path: Path, instance: DagsterInstance, llm_server: ScriptedLLMServer, monkeypatch: pytest.MonkeyPatch
+    path: Path, tmp_path: Path, llm_server: ScriptedLLMServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # LLM nodes answer from the local scripted server (deterministically, from the request), so both
     # sides see the same answers; an export whose own retry loop needs a working model (Domain Name
@@ -154,7 +168,7 @@ def test_stored_graphs_agree(
     monkeypatch.delenv("AGENTFLOW_E2B_API_KEY", raising=False)
     graph = load_graph_file(path)
     inputs = inputs_for(graph, json.loads(path.read_text(encoding="utf-8")))
-    result = assert_agree(graph, instance, inputs)
+    result = assert_agree(graph, None, inputs, kv_dir=tmp_path)
     assert result.status.value == "COMPLETED"
     # Without stored credentials, nodes that need them (LLM, web search) fail on both sides alike; the
     # exports using them run end to end with credentials against local servers in test_llm_blocks.py.

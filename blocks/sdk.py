@@ -331,6 +331,11 @@ class Block:
             return self.provider
         return self.credentials[0].provider if self.credentials else None
 
+    def link_problems(self, static_by_pin: Mapping[str, bool]) -> Sequence[tuple[str, str]]:
+        """(pin, message) for each way the node's incoming links are wired that the block cannot run
+        with; `static_by_pin` names every linked pin, True when a static link feeds it."""
+        return ()
+
     def missing_inputs(self, data: Mapping[str, Any]) -> frozenset[str]:
         """Pins an execution must still wait for, given its merged input (defaults, values so far,
         mask), once every linked pin outside `optional_link_pins` has a value. Empty: ready."""

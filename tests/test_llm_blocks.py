@@ -67,6 +67,7 @@ from agent_defs.jobs.results import read_run_summary
 from agent_defs.paths import shared_dir
 from agent_defs.store.kv_data import SqliteKeyValueStore
 from blocks import REGISTRY, BlockType, Credentials, RunContext
+from blocks.library.basic import StoreValueBlock
 from blocks.library.io import AgentInputBlock, AgentOutputBlock
 from blocks.library.jina_search import ExtractWebsiteContentBlock, SearchTheWebBlock
 from blocks.library.llm import (
@@ -563,6 +564,25 @@ def test_smart_decision_maker_waits_like_autogpt() -> None:
     assert sdm.missing_inputs({"conversation_history": answered, "last_tool_output": 5}) == {
         "conversation_history"
     }
+
+
+def test_a_static_tool_output_into_a_looping_decision_maker_is_refused() -> None:
+    b = GraphBuilder("sdm static tool output")
+    b.node(AgentInputBlock, node_id="task", name="task")
+    b.node(SmartDecisionMakerBlock, node_id="sdm", credentials={"id": LLM_CRED_ID})
+    b.node(CalculatorBlock, node_id="calc", operation="Add")
+    b.node(StoreValueBlock, node_id="keep")
+    b.link("task", "result", "sdm", "prompt")
+    b.link("sdm", "tools_^_calculatorblock_~_a", "calc", "a")
+    b.link("sdm", "tools_^_calculatorblock_~_b", "calc", "b")
+    b.link("calc", "result", "keep", "input")
+    b.link("keep", "output", "sdm", "last_tool_output")  # StoreValue's links are static
+    b.link("sdm", "conversations", "sdm", "conversation_history")
+    (problem,) = validate_graph(b.build())
+    assert (problem.node or "").startswith("sdm") and problem.pin == "last_tool_output"
+    assert "static link" in problem.message and "conversation_history" in problem.message
+    # The same loop with the tool's own (non-static) output is fine.
+    assert validate_graph(tool_graph()) == []
 
 
 def test_smart_decision_maker_loop_as_a_compiled_job(servers: Any) -> None:

@@ -101,6 +101,7 @@ def validate_graph(
             )
 
     linked: dict[str, set[str]] = {}
+    static_by_pin: dict[str, dict[str, bool]] = {}  # node -> linked pin -> fed by a static link
     for link in graph.links:
         src, dst = nodes.get(link.source_id), nodes.get(link.sink_id)
         label = f"link {link.id}"
@@ -142,6 +143,9 @@ def validate_graph(
                 )
             dst_type = in_pins.get(link.sink_name)
         linked.setdefault(dst.id, set()).add(base_pin(link.sink_name))
+        pins = static_by_pin.setdefault(dst.id, {})
+        is_static = link.is_static or (src_block is not None and src_block.static_output)
+        pins[link.sink_name] = pins.get(link.sink_name, False) or is_static
         if types_conflict(src_type, dst_type):
             problems.append(
                 GraphProblem(
@@ -157,6 +161,8 @@ def validate_graph(
         block = registry.get(node.block_id)
         if block is None or block.block_type is BlockType.NOTE:
             continue
+        for pin, message in block.link_problems(static_by_pin.get(node.id, {})):
+            problems.append(GraphProblem(where, message, node=node_ref(node, registry), pin=pin))
         given = {base_pin(k) for k, v in node.input_default.items() if v is not None}
         given |= linked.get(node.id, set())
         if block.block_type is BlockType.INPUT:

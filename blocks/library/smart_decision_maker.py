@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any
 
 from pydantic import Field
@@ -235,6 +235,18 @@ class SmartDecisionMakerBlock(LlmBlock):
         if is_tool_pin(pin):
             return value
         return super().validate_output(pin, value)
+
+    def link_problems(self, static_by_pin: Mapping[str, bool]) -> Sequence[tuple[str, str]]:
+        # A static tool output would satisfy every later execution at once (AutoGPT refuses it too).
+        if "conversation_history" in static_by_pin and static_by_pin.get("last_tool_output"):
+            return [
+                (
+                    "last_tool_output",
+                    "cannot be fed by a static link (such as StoreValue's or AgentInput's output) while "
+                    "conversation_history is linked",
+                )
+            ]
+        return ()
 
     def missing_inputs(self, data: Mapping[str, Any]) -> frozenset[str]:
         history = data.get("conversation_history")

@@ -31,7 +31,7 @@ import httpx
 from pydantic import SecretStr
 
 from blocks.library.http import RequestRefused, _normalise_url, pin_to_checked_address
-from blocks.sdk import Credentials, RunContext
+from blocks.sdk import BlockSelfTest, Credentials, RunContext
 
 __all__ = [
     "TRANSPORT_FAILURES",
@@ -41,6 +41,11 @@ __all__ = [
     "ProviderError",
     "RequestRefused",
     "answer_detail",
+    "fixed_resolve",
+    "mock_credentials",
+    "mock_wire",
+    "private_address_self_test",
+    "refused_private_address",
     "resolve_endpoint",
 ]
 
@@ -178,3 +183,58 @@ def answer_detail(response: httpx.Response, limit: int = 300) -> str:
                 value = data[key]
                 return (value if isinstance(value, str) else json.dumps(value))[:limit]
     return response.text[:limit].strip() or response.reason_phrase
+
+
+# --- self-test wiring: what the provider blocks' self-tests put in place of DNS and the wire ----------
+PUBLIC_TEST_ADDRESS = "93.184.215.14"  # example.com's: a public address
+PRIVATE_TEST_ADDRESS = "10.0.0.7"
+
+
+def fixed_resolve(address: str = PUBLIC_TEST_ADDRESS) -> Resolve:
+    """Name resolution for self-tests: every host resolves to `address`."""
+
+    async def resolve(host: str, port: int) -> list[str]:
+        return [address]
+
+    return resolve
+
+
+def mock_wire(
+    new_handler: Callable[[], Callable[[httpx.Request], httpx.Response]], address: str = PUBLIC_TEST_ADDRESS
+) -> dict[str, Callable[..., Any]]:
+    """Self-test mocks for a ProviderCalls block: every host resolves to `address`, and the requests of
+    each client the block opens are answered by a fresh `new_handler()` (a stateful fake starts afresh)."""
+    return {"_resolve": fixed_resolve(address), "_transport": lambda: httpx.MockTransport(new_handler())}
+
+
+def mock_credentials(
+    id: str, provider: str, title: str, secret: Mapping[str, Any], type: str = "api_key"
+) -> Credentials:
+    """A self-test credential whose secret is the JSON `secret`; it should name the provider's public
+    `base_url`, so that self-tests do not depend on the environment."""
+    return Credentials(
+        id=id,
+        provider=provider,
+        type=type,
+        secret=SecretStr(json.dumps(dict(secret))),
+        owner_user_id="local",
+        title=title,
+    )
+
+
+def refused_private_address(error: str) -> bool:
+    """Whether an error text is the refusal of PRIVATE_TEST_ADDRESS."""
+    return PRIVATE_TEST_ADDRESS in error and "allow_private_addresses" in error
+
+
+def private_address_self_test(
+    input: Mapping[str, Any], credentials: Mapping[str, Credentials]
+) -> BlockSelfTest:
+    """The self-test every address-checked block carries: a host that resolves to a private address is
+    refused before any request is sent."""
+    return BlockSelfTest(
+        input=input,
+        output=[("error", refused_private_address)],
+        mocks={"_resolve": fixed_resolve(PRIVATE_TEST_ADDRESS)},
+        credentials=credentials,
+    )

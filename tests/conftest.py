@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 import pytest
 
@@ -76,121 +77,91 @@ def pg_dsn(fresh_pg_schema: Callable[[], AbstractContextManager[str]]) -> Iterat
         yield dsn
 
 
-@pytest.fixture(scope="session")
-def llm_server() -> Iterator[ScriptedLLMServer]:
-    server = ScriptedLLMServer()
+class _Startable(Protocol):
+    def start(self) -> object: ...
+    def stop(self) -> None: ...
+
+
+S = TypeVar("S", bound=_Startable)
+
+
+def _serving(server: S) -> Iterator[S]:
+    """A session's stand-in server: started once, stopped after the last test."""
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def llm_server() -> Iterator[ScriptedLLMServer]:
+    yield from _serving(ScriptedLLMServer())
 
 
 @pytest.fixture(scope="session")
 def jina_server() -> Iterator[JinaStyleServer]:
-    server = JinaStyleServer()
-    server.start()
-    yield server
-    server.stop()
+    yield from _serving(JinaStyleServer())
 
 
 @pytest.fixture(scope="session")
 def google_maps_server() -> Iterator[GoogleMapsStyleServer]:
-    server = GoogleMapsStyleServer()
-    server.start()
-    yield server
-    server.stop()
+    yield from _serving(GoogleMapsStyleServer())
 
 
 @pytest.fixture(scope="session")
 def ideogram_server() -> Iterator[IdeogramServer]:
-    server = IdeogramServer()
-    server.start()
-    yield server
-    server.stop()
+    yield from _serving(IdeogramServer())
 
 
 @pytest.fixture(scope="session")
 def replicate_server() -> Iterator[ReplicateServer]:
-    server = ReplicateServer()
-    server.start()
-    yield server
-    server.stop()
+    yield from _serving(ReplicateServer())
 
 
 @pytest.fixture(scope="session")
 def medium_server() -> Iterator[MediumServer]:
-    server = MediumServer()
-    server.start()
-    yield server
-    server.stop()
+    yield from _serving(MediumServer())
 
 
 @pytest.fixture(scope="session")
 def youtube_server() -> Iterator[YouTubeStyleServer]:
-    server = YouTubeStyleServer()
-    server.start()
-    yield server
-    server.stop()
+    yield from _serving(YouTubeStyleServer())
 
 
 @pytest.fixture(scope="session")
 def discord_server() -> Iterator[FakeDiscord]:
-    server = FakeDiscord()
-    server.start()
-    yield server
-    server.stop()
+    yield from _serving(FakeDiscord())
 
 
 @pytest.fixture(scope="session")
 def e2b_server() -> Iterator[E2BStyleServer]:
-    server = E2BStyleServer()
-    server.start()
-    yield server
-    server.stop()
+    yield from _serving(E2BStyleServer())
 
 
 @pytest.fixture(scope="session")
 def gmail_server() -> Iterator[GmailStyleServer]:
-    server = GmailStyleServer()
-    server.start()
-    yield server
-    server.stop()
+    yield from _serving(GmailStyleServer())
 
 
 @pytest.fixture(scope="session")
 def revid_server() -> Iterator[RevidStyleServer]:
-    server = RevidStyleServer()
-    server.start()
-    yield server
-    server.stop()
+    yield from _serving(RevidStyleServer())
 
 
 @pytest.fixture(scope="session")
 def dataforseo_server() -> Iterator[DataForSeoServer]:
-    server = DataForSeoServer()
-    server.start()
-    yield server
-    server.stop()
+    yield from _serving(DataForSeoServer())
 
 
 @pytest.fixture(scope="session")
 def wordpress_server() -> Iterator[WordPressServer]:
-    server = WordPressServer()
-    server.start()
-    yield server
-    server.stop()
+    yield from _serving(WordPressServer())
 
 
 @pytest.fixture(scope="session")
 def firecrawl_server() -> Iterator[FirecrawlServer]:
-    server = FirecrawlServer()
-    server.start()
-    yield server
-    server.stop()
+    yield from _serving(FirecrawlServer())
 
 
 @pytest.fixture(scope="session")
 def airtable_server() -> Iterator[AirtableServer]:
-    server = AirtableServer()
-    server.start()
-    yield server
-    server.stop()
+    yield from _serving(AirtableServer())

@@ -20,12 +20,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import unquote
 
-from support_servers import _Server
+from support_servers import RecordingServer, StandInHandler
 
 AIRTABLE_TOKEN = "patSECRET-6931.do-not-leak"
 WORKSPACE_ID = "wspTestWorkspace1"
@@ -41,52 +39,36 @@ def _error(kind: str, message: str) -> dict[str, Any]:
     return {"error": {"type": kind, "message": message}}
 
 
-class _Handler(BaseHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
+class _Handler(StandInHandler):
     def _handle(self) -> None:
         server: AirtableServer = self.server.owner  # type: ignore[attr-defined]
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
+        raw = self.read_body()
         request = {
             "method": self.command,
             "path": unquote(self.path.split("?", 1)[0]),
-            "headers": {k.lower(): v for k, v in self.headers.items()},
+            "headers": self.header_dict(),
             "body": json.loads(raw) if raw else None,
         }
+        server.record(request)
         status, payload = server.answer(request)
-        data = json.dumps(payload).encode()
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
+        self.send_json(status, payload)
 
     do_GET = _handle
     do_POST = _handle
 
 
-class AirtableServer(_Server):
+class AirtableServer(RecordingServer):
     def __init__(self, token: str = AIRTABLE_TOKEN) -> None:
         super().__init__(_Handler)
         self.token = token
-        self._lock = threading.Lock()
-        self.requests: list[dict[str, Any]] = []
         # base id -> {"id", "name", "workspaceId", "tables": [...], "records": {table id: [record]}}
         self.bases: dict[str, dict[str, Any]] = {}
 
-    def reset(self) -> None:
-        with self._lock:
-            self.requests.clear()
-            self.bases.clear()
+    def _reset_state(self) -> None:
+        self.bases.clear()
 
     def answer(self, request: dict[str, Any]) -> tuple[int, Any]:
         with self._lock:
-            self.requests.append(request)
             if request["headers"].get("authorization") != f"Bearer {self.token}":
                 return 401, _error("AUTHENTICATION_REQUIRED", "Authentication required")
             method, path, body = request["method"], request["path"], request["body"] or {}

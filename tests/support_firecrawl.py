@@ -21,12 +21,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from support_servers import _Server
+from support_servers import RecordingServer, StandInHandler
 
 FIRECRAWL_KEY = "fc-SECRET-5772-do-not-leak"
 PAGES_PER_CRAWL = 3
@@ -37,55 +35,39 @@ def _digest(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-class _Handler(BaseHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
+class _Handler(StandInHandler):
     def _handle(self) -> None:
         server: FirecrawlServer = self.server.owner  # type: ignore[attr-defined]
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
+        raw = self.read_body()
         parts = urlsplit(self.path)
         request = {
             "method": self.command,
             "path": parts.path,
             "query": {k: v[0] for k, v in parse_qs(parts.query).items()},
-            "headers": {k.lower(): v for k, v in self.headers.items()},
+            "headers": self.header_dict(),
             "body": json.loads(raw) if raw else None,
         }
+        server.record(request)
         status, payload = server.answer(request)
-        data = json.dumps(payload).encode()
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
+        self.send_json(status, payload)
 
     do_GET = _handle
     do_POST = _handle
     do_DELETE = _handle
 
 
-class FirecrawlServer(_Server):
+class FirecrawlServer(RecordingServer):
     def __init__(self, key: str = FIRECRAWL_KEY, polls_to_finish: int = 1) -> None:
         super().__init__(_Handler)
         self.key = key
         self.polls_to_finish = polls_to_finish
-        self._lock = threading.Lock()
-        self.requests: list[dict[str, Any]] = []
         self.jobs: dict[str, dict[str, Any]] = {}
 
-    def reset(self) -> None:
-        with self._lock:
-            self.requests.clear()
-            self.jobs.clear()
+    def _reset_state(self) -> None:
+        self.jobs.clear()
 
     def answer(self, request: dict[str, Any]) -> tuple[int, Any]:
         with self._lock:
-            self.requests.append(request)
             if request["headers"].get("authorization") != f"Bearer {self.key}":
                 return 401, {"success": False, "error": "Unauthorized: Invalid token"}
             method, path, body = request["method"], request["path"], request["body"] or {}

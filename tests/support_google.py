@@ -44,16 +44,14 @@ import email
 import json
 import re
 import shlex
-import threading
 from datetime import UTC, date, datetime, timedelta
 from email.message import EmailMessage, Message
 from email.policy import default as default_policy
 from email.utils import format_datetime, getaddresses
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
-from support_servers import _Server
+from support_servers import RecordingServer, StandInHandler
 
 # The access token the server accepts (and the tests' credential holds): never in any output.
 GMAIL_TOKEN = "ya29.SECRET-gmail-5772-do-not-leak"
@@ -475,14 +473,10 @@ def _instances(master: dict[str, Any], window_start: datetime, window_end: datet
 
 
 # --- the server -----------------------------------------------------------------------------------------
-class _GoogleHandler(BaseHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
+class _GoogleHandler(StandInHandler):
     def _handle(self) -> None:
         server: GmailStyleServer = self.server.owner  # type: ignore[attr-defined]
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
+        raw = self.read_body()
         path, _, query_string = self.path.partition("?")
         query = parse_qs(query_string, keep_blank_values=True)
         try:
@@ -494,31 +488,21 @@ class _GoogleHandler(BaseHTTPRequestHandler):
                 "method": self.command,
                 "path": path,
                 "query": query,
-                "headers": {k.lower(): v for k, v in self.headers.items()},
+                "headers": self.header_dict(),
                 "body": body,
             }
         )
         status, payload = server.answer(self.command, path, self.headers.get("Authorization", ""), raw, query)
-        data = json.dumps(payload).encode()
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json; charset=UTF-8")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
+        self.send_json(status, payload, "application/json; charset=UTF-8")
 
     do_GET = _handle
     do_POST = _handle
 
 
-class GmailStyleServer(_Server):
+class GmailStyleServer(RecordingServer):
     def __init__(self, token: str = GMAIL_TOKEN) -> None:
         super().__init__(_GoogleHandler)
         self.token = token
-        self._lock = threading.Lock()
-        self.requests: list[dict[str, Any]] = []
         self.sent: list[dict[str, Any]] = []
         self.messages: dict[str, dict[str, Any]] = {}
         self.labels: list[dict[str, Any]] = []
@@ -539,15 +523,9 @@ class GmailStyleServer(_Server):
         )
         self.events = fixture_events()
 
-    def record(self, request: dict[str, Any]) -> None:
-        with self._lock:
-            self.requests.append(request)
-
-    def reset(self) -> None:
-        with self._lock:
-            self.requests.clear()
-            self.sent.clear()
-            self._restore()
+    def _reset_state(self) -> None:
+        self.sent.clear()
+        self._restore()
 
     def add_message(self, message_id: str, thread_id: str, labels: list[str], message: EmailMessage) -> None:
         """Deliver one more message to the mailbox (until the next `reset()`), for a test that needs mail

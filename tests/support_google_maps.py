@@ -31,13 +31,11 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from support_servers import _Server
+from support_servers import RecordingServer, StandInHandler
 
 TEST_MAPS_KEY = "AIzaSyTEST-maps-SECRET-4242-do-not-leak"
 PAGE_SIZE = 20
@@ -100,32 +98,24 @@ def _search_entry(query: str, index: int) -> dict[str, Any]:
     return {**{k: details[k] for k in keys}, "user_ratings_total": details["user_ratings_total"]}
 
 
-class _MapsHandler(BaseHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
+class _MapsHandler(StandInHandler):
     def do_GET(self) -> None:
         server: GoogleMapsStyleServer = self.server.owner  # type: ignore[attr-defined]
         split = urlsplit(self.path)
         params = {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
-        server.record(split.path, params, {k.lower(): v for k, v in self.headers.items()})
+        server.record({"path": split.path, "params": params, "headers": self.header_dict()})
         if split.path == "/maps/api/place/textsearch/json":
             status, body = server.text_search(params)
         elif split.path == "/maps/api/place/details/json":
             status, body = server.details(params)
         else:
             status, body = 404, {"error_message": f"no route {split.path}", "status": "NOT_FOUND"}
-        data = json.dumps(body).encode()
-        try:
-            self.send_response(status)
-            if status == 302:
-                self.send_header("Location", body["location"])
-            self.send_header("Content-Type", "application/json; charset=UTF-8")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
+        self.send_data(
+            status,
+            json.dumps(body).encode(),
+            "application/json; charset=UTF-8",
+            {"Location": body["location"]} if status == 302 else None,
+        )
 
 
 def _error(status: str, message: str | None = None, results_key: str | None = "results") -> dict[str, Any]:
@@ -137,25 +127,17 @@ def _error(status: str, message: str | None = None, results_key: str | None = "r
     return body
 
 
-class GoogleMapsStyleServer(_Server):
+class GoogleMapsStyleServer(RecordingServer):
     def __init__(self, api_key: str = TEST_MAPS_KEY, default_count: int = 45) -> None:
         super().__init__(_MapsHandler)
         self.api_key = api_key
         self.default_count = default_count
         self.slow_seconds = 1.0
         self.counts: dict[str, int] = {}
-        self.requests: list[dict[str, Any]] = []
-        self._lock = threading.Lock()
 
-    def reset(self) -> None:
-        with self._lock:
-            self.requests.clear()
-            self.counts.clear()
-            self.slow_seconds = 1.0
-
-    def record(self, path: str, params: dict[str, str], headers: dict[str, str]) -> None:
-        with self._lock:
-            self.requests.append({"path": path, "params": params, "headers": headers})
+    def _reset_state(self) -> None:
+        self.counts.clear()
+        self.slow_seconds = 1.0
 
     def paths(self) -> list[str]:
         with self._lock:

@@ -31,14 +31,12 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
-import threading
 import zlib
 from email.parser import BytesParser
 from email.policy import HTTP
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from support_servers import _Server
+from support_servers import RecordingServer, StandInHandler
 
 
 def _png(width: int = 2, height: int = 2) -> bytes:
@@ -71,30 +69,19 @@ def _digest(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(StandInHandler):
     """Reads the body (JSON, form or multipart), records the request and asks the server to answer."""
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
     def _handle(self) -> None:
         server: _MediaServer = self.server.owner  # type: ignore[attr-defined]
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        headers = {k.lower(): v for k, v in self.headers.items()}
+        raw = self.read_body()
+        headers = self.header_dict()
         body = _parse_body(headers.get("content-type", ""), raw)
         path = self.path.split("?", 1)[0]
         server.record({"method": self.command, "path": path, "headers": headers, "body": body})
         status, payload, content_type = server.answer(self.command, path, headers, body)
         data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
+        self.send_data(status, data, content_type)
 
     do_GET = _handle
     do_POST = _handle
@@ -125,20 +112,10 @@ def _parse_body(content_type: str, raw: bytes) -> Any:
     return raw.decode(errors="replace")
 
 
-class _MediaServer(_Server):
+class _MediaServer(RecordingServer):
     def __init__(self, key: str) -> None:
         super().__init__(_Handler)
         self.key = key
-        self._lock = threading.Lock()
-        self.requests: list[dict[str, Any]] = []
-
-    def record(self, request: dict[str, Any]) -> None:
-        with self._lock:
-            self.requests.append(request)
-
-    def reset(self) -> None:
-        with self._lock:
-            self.requests.clear()
 
     def answer(
         self, method: str, path: str, headers: dict[str, str], body: Any
@@ -198,11 +175,9 @@ class ReplicateServer(_MediaServer):
         self.predictions: dict[str, dict[str, Any]] = {}
         self._polls: dict[str, int] = {}
 
-    def reset(self) -> None:
-        super().reset()
-        with self._lock:
-            self.predictions.clear()
-            self._polls.clear()
+    def _reset_state(self) -> None:
+        self.predictions.clear()
+        self._polls.clear()
 
     def answer(self, method: str, path: str, headers: dict[str, str], body: Any) -> tuple[int, Any, str]:
         problem = "application/problem+json"

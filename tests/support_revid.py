@@ -19,12 +19,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from support_servers import _Server
+from support_servers import RecordingServer, StandInHandler
 
 # The key the server accepts (and the tests' credential holds): never in any output.
 REVID_KEY = "revid-SECRET-9265-do-not-leak"
@@ -32,17 +30,13 @@ RENDER_PATH = "/api/public/v2/render"
 STATUS_PATH = "/api/public/v2/status"
 
 
-class _RevidHandler(BaseHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
+class _RevidHandler(StandInHandler):
     def _handle(self) -> None:
         server: RevidStyleServer = self.server.owner  # type: ignore[attr-defined]
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
+        raw = self.read_body()
         split = urlsplit(self.path)
         query = {k: v[0] for k, v in parse_qs(split.query).items()}
-        headers = {k.lower(): v for k, v in self.headers.items()}
+        headers = self.header_dict()
         try:
             body = json.loads(raw) if raw else None
         except ValueError:
@@ -51,37 +45,21 @@ class _RevidHandler(BaseHTTPRequestHandler):
             {"method": self.command, "path": split.path, "query": query, "headers": headers, "body": body}
         )
         status, payload = server.answer(self.command, split.path, query, headers.get("key", ""), body)
-        data = json.dumps(payload).encode()
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
+        self.send_json(status, payload)
 
     do_GET = _handle
     do_POST = _handle
 
 
-class RevidStyleServer(_Server):
+class RevidStyleServer(RecordingServer):
     def __init__(self, key: str = REVID_KEY, polls_to_finish: int = 2) -> None:
         super().__init__(_RevidHandler)
         self.key = key
         self.polls_to_finish = polls_to_finish
-        self._lock = threading.Lock()
-        self.requests: list[dict[str, Any]] = []
         self._renders: dict[str, dict[str, Any]] = {}  # pid -> {"script", "polls"}
 
-    def record(self, request: dict[str, Any]) -> None:
-        with self._lock:
-            self.requests.append(request)
-
-    def reset(self) -> None:
-        with self._lock:
-            self.requests.clear()
-            self._renders.clear()
+    def _reset_state(self) -> None:
+        self._renders.clear()
 
     def answer(
         self, method: str, path: str, query: dict[str, str], key: str, body: Any

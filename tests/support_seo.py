@@ -38,12 +38,10 @@ import dataclasses
 import hashlib
 import json
 import re
-import threading
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
-from support_servers import _Server
+from support_servers import RecordingServer, StandInHandler
 
 from agent_defs.graph import Graph
 
@@ -65,45 +63,23 @@ def _number(*parts: Any) -> int:
     return int(hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:8], 16)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
+class _Handler(StandInHandler):
     def _handle(self) -> None:
-        server: _RecordingServer = self.server.owner  # type: ignore[attr-defined]
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        headers = {k.lower(): v for k, v in self.headers.items()}
+        server: _SeoServer = self.server.owner  # type: ignore[attr-defined]
+        raw = self.read_body()
+        headers = self.header_dict()
         path, _, query = self.path.partition("?")
         server.record({"method": self.command, "path": path, "query": query, "headers": headers, "body": raw})
         status, payload = server.answer(self.command, path, headers, raw)
-        data = json.dumps(payload).encode()
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
+        self.send_json(status, payload)
 
     do_GET = _handle
     do_POST = _handle
 
 
-class _RecordingServer(_Server):
+class _SeoServer(RecordingServer):
     def __init__(self) -> None:
         super().__init__(_Handler)
-        self._lock = threading.Lock()
-        self.requests: list[dict[str, Any]] = []
-
-    def record(self, request: dict[str, Any]) -> None:
-        with self._lock:
-            self.requests.append(request)
-
-    def reset(self) -> None:
-        with self._lock:
-            self.requests.clear()
 
     def answer(
         self, method: str, path: str, headers: dict[str, str], raw: bytes
@@ -112,7 +88,7 @@ class _RecordingServer(_Server):
 
 
 # --- DataForSEO ---------------------------------------------------------------------------------------
-class DataForSeoServer(_RecordingServer):
+class DataForSeoServer(_SeoServer):
     def __init__(self, login: str = DATAFORSEO_LOGIN, password: str = DATAFORSEO_PASSWORD) -> None:
         super().__init__()
         self.login = login
@@ -270,16 +246,14 @@ def _truthy(value: str | None, default: bool) -> bool:
     return value.strip().lower() in ("1", "true", "t", "yes", "on")
 
 
-class WordPressServer(_RecordingServer):
+class WordPressServer(_SeoServer):
     def __init__(self, token: str = WORDPRESS_TOKEN) -> None:
         super().__init__()
         self.token = token
         self.posts: dict[str, list[dict[str, Any]]] = {}
 
-    def reset(self) -> None:
-        super().reset()
-        with self._lock:
-            self.posts.clear()
+    def _reset_state(self) -> None:
+        self.posts.clear()
 
     def _site_posts(self, site: str) -> list[dict[str, Any]]:
         if site not in self.posts:

@@ -13,6 +13,9 @@ of the requested format, a list for list requests, a finishing text when tools a
 Every request (headers and body) is recorded in `requests`.
 
 `JinaStyleServer` answers GET /s/<query> (search) and GET /r/<url> (reader) with deterministic text.
+
+`StandInHandler` and `RecordingServer` are what every stand-in under tests/ builds on: reading the body,
+answering with bytes or JSON, and keeping each request it was sent.
 """
 
 from __future__ import annotations
@@ -50,6 +53,60 @@ class _Server:
         self.thread.join(timeout=5)
 
 
+class RecordingServer(_Server):
+    """A stand-in that keeps every request in `requests` (handler threads append concurrently, hence the
+    lock); `reset()` drops them together with the server's own state (`_reset_state`)."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(handler)
+        self._lock = threading.Lock()
+        self.requests: list[dict[str, Any]] = []
+
+    def record(self, request: dict[str, Any]) -> None:
+        with self._lock:
+            self.requests.append(request)
+
+    def reset(self) -> None:
+        with self._lock:
+            self.requests.clear()
+            self._reset_state()
+
+    def _reset_state(self) -> None:
+        """Drop what a subclass keeps besides the requests (called with the lock held)."""
+
+
+class StandInHandler(BaseHTTPRequestHandler):
+    """The plumbing every stand-in's handler shares; the server-specific part is the routing."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # no access log in the test output
+
+    def read_body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def header_dict(self) -> dict[str, str]:
+        """The request's headers with lower-case names (what the tests look up)."""
+        return {k.lower(): v for k, v in self.headers.items()}
+
+    def send_data(
+        self, status: int, data: bytes, content_type: str, headers: dict[str, str] | None = None
+    ) -> None:
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(data)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (a timeout test)
+
+    def send_json(self, status: int, payload: Any, content_type: str = "application/json") -> None:
+        self.send_data(status, json.dumps(payload).encode(), content_type)
+
+
 def _texts(messages: list[dict[str, Any]]) -> str:
     return "\n".join(str(m.get("content") or "") for m in messages)
 
@@ -84,23 +141,21 @@ def default_answer(body: dict[str, Any]) -> dict[str, Any]:
     return {"content": f"Answer to: {last_user[:80]}"}
 
 
-class _LLMHandler(BaseHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
+class _LLMHandler(StandInHandler):
     def do_POST(self) -> None:
         server: ScriptedLLMServer = self.server.owner  # type: ignore[attr-defined]
-        length = int(self.headers.get("Content-Length") or 0)
-        body = json.loads(self.rfile.read(length) or b"{}")
-        server.record({k.lower(): v for k, v in self.headers.items()}, body)
+        body = json.loads(self.read_body() or b"{}")
+        server.record({"headers": self.header_dict(), "body": body})
         if not self.path.rstrip("/").endswith("/chat/completions"):
-            self._send(404, {"error": {"message": f"no route {self.path}"}})
+            self.send_json(404, {"error": {"message": f"no route {self.path}"}})
             return
         reply = server.reply_for(body)
         if reply.get("delay"):
             time.sleep(float(reply["delay"]))
         if reply.get("status"):
-            self._send(int(reply["status"]), reply.get("body") or {"error": {"message": "scripted failure"}})
+            self.send_json(
+                int(reply["status"]), reply.get("body") or {"error": {"message": "scripted failure"}}
+            )
             return
         messages = body.get("messages") or []
         tag = next((m.group(0) for m in (_TAG.search(_texts(messages)),) if m), "")
@@ -131,7 +186,7 @@ class _LLMHandler(BaseHTTPRequestHandler):
                 "prompt": _texts(messages),
             }
         )
-        self._send(
+        self.send_json(
             200,
             {
                 "id": f"chatcmpl-{server.next_id()}",
@@ -153,25 +208,12 @@ class _LLMHandler(BaseHTTPRequestHandler):
             },
         )
 
-    def _send(self, status: int, payload: dict[str, Any]) -> None:
-        data = json.dumps(payload).encode()
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client gave up (a timeout test)
 
-
-class ScriptedLLMServer(_Server):
+class ScriptedLLMServer(RecordingServer):
     def __init__(self) -> None:
         super().__init__(_LLMHandler)
-        self._lock = threading.Lock()
         self._rules: list[tuple[str, list[dict[str, Any]]]] = []
         self._ids = 0
-        self.requests: list[dict[str, Any]] = []
         # Every answer's `usage`, with the prompt it answered (a late answer to an earlier test's
         # request may land after a reset: filter by prompt).
         self.usages: list[dict[str, Any]] = []
@@ -185,15 +227,9 @@ class ScriptedLLMServer(_Server):
         with self._lock:
             self._rules.append((match, list(replies)))
 
-    def reset(self) -> None:
-        with self._lock:
-            self._rules.clear()
-            self.requests.clear()
-            self.usages.clear()
-
-    def record(self, headers: dict[str, str], body: dict[str, Any]) -> None:
-        with self._lock:
-            self.requests.append({"headers": headers, "body": body})
+    def _reset_state(self) -> None:
+        self._rules.clear()
+        self.usages.clear()
 
     def record_usage(self, usage: dict[str, Any]) -> None:
         with self._lock:
@@ -213,15 +249,10 @@ class ScriptedLLMServer(_Server):
         return default_answer(body)
 
 
-class _JinaHandler(BaseHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
+class _JinaHandler(StandInHandler):
     def do_GET(self) -> None:
         server: JinaStyleServer = self.server.owner  # type: ignore[attr-defined]
-        server.requests.append(
-            {"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}}
-        )
+        server.record({"path": self.path, "headers": self.header_dict()})
         if self.path.startswith("/s/"):
             query = unquote(self.path[3:])
             text = "\n".join(
@@ -235,15 +266,9 @@ class _JinaHandler(BaseHTTPRequestHandler):
             text, status = f"Title: Page\nURL Source: {url}\nMarkdown Content:\nThe content of {url}.", 200
         else:
             text, status = "not found", 404
-        data = text.encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "text/plain; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        self.send_data(status, text.encode(), "text/plain; charset=utf-8")
 
 
-class JinaStyleServer(_Server):
+class JinaStyleServer(RecordingServer):
     def __init__(self) -> None:
         super().__init__(_JinaHandler)
-        self.requests: list[dict[str, Any]] = []

@@ -33,14 +33,12 @@ from __future__ import annotations
 import html
 import json
 import re
-import threading
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 from xml.sax.saxutils import escape as xml_escape
 
-from support_servers import _Server
+from support_servers import RecordingServer, StandInHandler
 
 API_KEY = "AIzaLocalTestKey_agentflow-0123456789"
 YOUTUBE_ORIGIN = "https://www.youtube.com"
@@ -131,27 +129,22 @@ def expected_text(video_id: str, language_code: str) -> str:
     return "\n".join(lines)
 
 
-class _YouTubeHandler(BaseHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
+class _YouTubeHandler(StandInHandler):
     def _record(self, body: bytes) -> tuple[str, dict[str, list[str]]]:
         server: YouTubeStyleServer = self.server.owner  # type: ignore[attr-defined]
         proxied = self.path.startswith(("http://", "https://"))
         parts = urlsplit(self.path)
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        with server.lock:
-            server.requests.append(
-                {
-                    "method": self.command,
-                    "path": parts.path,
-                    "query": parts.query,
-                    "proxied": proxied,
-                    "target": self.path,
-                    "headers": headers,
-                    "body": body.decode("utf-8", "replace"),
-                }
-            )
+        server.record(
+            {
+                "method": self.command,
+                "path": parts.path,
+                "query": parts.query,
+                "proxied": proxied,
+                "target": self.path,
+                "headers": self.header_dict(),
+                "body": body.decode("utf-8", "replace"),
+            }
+        )
         return parts.path, parse_qs(parts.query)
 
     def do_GET(self) -> None:
@@ -161,27 +154,28 @@ class _YouTubeHandler(BaseHTTPRequestHandler):
         video = VIDEOS.get(video_id)
         if path == "/watch":
             if video is not None and video.redirect_to:
-                self._send(302, b"", "text/plain", {"Location": video.redirect_to.format(other=server.other)})
+                self.send_data(
+                    302, b"", "text/plain", {"Location": video.redirect_to.format(other=server.other)}
+                )
             elif video is not None and video.watch_status != 200:
-                self._send(video.watch_status, b"Too Many Requests", "text/plain")
+                self.send_data(video.watch_status, b"Too Many Requests", "text/plain")
             else:
-                self._send(200, watch_page(video_id).encode(), "text/html; charset=utf-8")
+                self.send_data(200, watch_page(video_id).encode(), "text/html; charset=utf-8")
         elif path == "/api/timedtext":
             language = (query.get("lang") or [""])[0]
             track = next((t for t in video.tracks if t.language_code == language), None) if video else None
             if track is None:
-                self._send(404, b"", "text/xml")
+                self.send_data(404, b"", "text/xml")
             else:
-                self._send(200, timedtext_xml(track).encode(), "text/xml; charset=UTF-8")
+                self.send_data(200, timedtext_xml(track).encode(), "text/xml; charset=UTF-8")
         else:
-            self._send(404, b"not found", "text/plain")
+            self.send_data(404, b"not found", "text/plain")
 
     def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length)
+        raw = self.read_body()
         path, query = self._record(raw)
         if path != "/youtubei/v1/player":
-            self._send(404, b"not found", "text/plain")
+            self.send_data(404, b"not found", "text/plain")
             return
         if (query.get("key") or [""])[0] != API_KEY:
             self._json(400, {"error": {"code": 400, "message": "API key not valid."}})
@@ -202,21 +196,7 @@ class _YouTubeHandler(BaseHTTPRequestHandler):
         self._json(200, player_answer(video_id, video, client))
 
     def _json(self, status: int, payload: dict[str, Any]) -> None:
-        self._send(status, json.dumps(payload).encode(), "application/json; charset=UTF-8")
-
-    def _send(
-        self, status: int, data: bytes, content_type: str, headers: dict[str, str] | None = None
-    ) -> None:
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(data)))
-            for name, value in (headers or {}).items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
+        self.send_json(status, payload, "application/json; charset=UTF-8")
 
 
 def watch_page(video_id: str) -> str:
@@ -261,17 +241,11 @@ def player_answer(video_id: str, video: Video | None, client: str) -> dict[str, 
     return answer
 
 
-class YouTubeStyleServer(_Server):
+class YouTubeStyleServer(RecordingServer):
     def __init__(self) -> None:
         super().__init__(_YouTubeHandler)
-        self.lock = threading.Lock()
-        self.requests: list[dict[str, Any]] = []
         # Where "Redirect001" sends the client: another origin, which the block must refuse.
         self.other = "http://127.0.0.2:9"
-
-    def reset(self) -> None:
-        with self.lock:
-            self.requests.clear()
 
 
 # What the local model answers when an export asks it for the video URLs on a YouTube search page

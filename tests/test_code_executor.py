@@ -3,14 +3,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
+from support_blocks import credential as make_credential
+from support_blocks import run_block
 from support_e2b import (
     DOMAIN_FINDER_NAMES,
     E2B_TEST_KEY,
@@ -23,7 +23,7 @@ from support_servers import ScriptedLLMServer
 from agent_defs.engine import RunOptions, RunStatus
 from agent_defs.graph import load_graph_file
 from agent_defs.paths import shared_dir
-from blocks import Credentials, RunContext
+from blocks import Credentials
 from blocks.library.code_executor import ExecuteCodeBlock
 
 CRED_ID = "e2b0e2b0-0000-4000-8000-0000000000aa"
@@ -42,7 +42,7 @@ def e2b(e2b_server: E2BStyleServer, monkeypatch: pytest.MonkeyPatch) -> Iterator
 
 
 def credential(secret: str = E2B_TEST_KEY) -> dict[str, Credentials]:
-    return {"credentials": Credentials(CRED_ID, "e2b", "api_key", SecretStr(secret), "local", "E2B")}
+    return make_credential("e2b", secret, cred_id=CRED_ID, title="E2B")
 
 
 def run(
@@ -50,19 +50,10 @@ def run(
     credentials: dict[str, Credentials] | None = None,
     allow_private: bool = True,
 ) -> list[tuple[str, Any]]:
-    block = ExecuteCodeBlock()
-
-    async def go() -> list[tuple[str, Any]]:
-        ctx = RunContext(
-            credentials=credentials if credentials is not None else credential(),
-            settings={"allow_private_addresses": allow_private},
-        )
-        return [
-            (pin, block.validate_output(pin, value))
-            async for pin, value in block.run(block.make_input(data), ctx)
-        ]
-
-    return asyncio.run(go())
+    """ExecuteCodeBlock's outputs; with no credentials given, the server's key (`{}`: none at all)."""
+    return run_block(
+        ExecuteCodeBlock(), data, credential() if credentials is None else credentials, allow_private
+    )
 
 
 def test_runs_code_and_reports_every_output(e2b: E2BStyleServer) -> None:

@@ -5,13 +5,14 @@ engine and as compiled Dagster jobs."""
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from dagster import DagsterInstance
 from pydantic import SecretStr
+from support_blocks import credential as make_credential
+from support_blocks import run_block, secret_free
 from support_discord import MESSAGE_CONTENT, TEST_DISCORD_TOKEN, FakeDiscord
 from support_servers import JinaStyleServer, ScriptedLLMServer
 from test_llm_blocks import API_KEY, JINA_KEY, EngineWithCredentials, Resolver, with_credential_references
@@ -22,7 +23,7 @@ from agent_defs.graph.validation import validate_graph
 from agent_defs.jobs.compiler import compile_graph
 from agent_defs.jobs.results import read_run_summary
 from agent_defs.paths import shared_dir
-from blocks import REGISTRY, Credentials, RunContext
+from blocks import REGISTRY, Credentials
 from blocks.library.discord_bot import (
     DEFAULT_API_URL,
     DiscordEndpoint,
@@ -64,29 +65,11 @@ def discord(
 
 
 def credential(token: str = TEST_DISCORD_TOKEN) -> dict[str, Credentials]:
-    return {"credentials": Credentials("d", "discord", "api_key", SecretStr(token), "local", "bot")}
-
-
-def run_block(
-    block: Any,
-    data: dict[str, Any],
-    credentials: dict[str, Credentials] | None = None,
-    allow_private: bool = True,
-) -> list[tuple[str, Any]]:
-    async def go() -> list[tuple[str, Any]]:
-        ctx = RunContext(credentials=credentials or {}, settings={"allow_private_addresses": allow_private})
-        return [
-            (pin, block.validate_output(pin, value))
-            async for pin, value in block.run(block.make_input(data), ctx)
-        ]
-
-    return asyncio.run(go())
+    return make_credential("discord", token, cred_id="d", title="bot")
 
 
 def assert_no_secret(outputs: Any) -> None:
-    text = json.dumps(outputs, default=str)
-    for secret in (TEST_DISCORD_TOKEN, BAD_TOKEN, API_KEY, JINA_KEY):
-        assert secret not in text
+    assert secret_free(outputs, TEST_DISCORD_TOKEN, BAD_TOKEN, API_KEY, JINA_KEY)
 
 
 # --- Read ---------------------------------------------------------------------------------------------

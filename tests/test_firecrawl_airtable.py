@@ -3,7 +3,6 @@ servers in tests/support_firecrawl.py and tests/support_airtable.py."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -11,9 +10,10 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 from support_airtable import AIRTABLE_TOKEN, CREATED_TIME, WORKSPACE_ID, AirtableServer
+from support_blocks import credential, run_block, secret_free
 from support_firecrawl import FIRECRAWL_KEY, FirecrawlServer
 
-from blocks import REGISTRY, Credentials, RunContext
+from blocks import REGISTRY, Credentials
 from blocks.library.airtable import AirtableCreateBaseBlock, AirtableCreateRecordsBlock
 from blocks.library.firecrawl import FirecrawlCrawlBlock, FirecrawlExtractBlock, FirecrawlMapWebsiteBlock
 
@@ -44,30 +44,8 @@ SUPPORT_TABLES = [
 ]
 
 
-def cred(provider: str, secret: str) -> dict[str, Credentials]:
-    return {"credentials": Credentials(f"{provider}-cred", provider, "api_key", SecretStr(secret), "local")}
-
-
-def run(
-    block: Any, data: dict[str, Any], credentials: dict[str, Credentials], allow_private: bool = True
-) -> list[tuple[str, Any]]:
-    """The block's validated outputs, as the engine would route them."""
-
-    async def go() -> list[tuple[str, Any]]:
-        ctx = RunContext(
-            credentials=credentials, settings={"allow_private_addresses": True} if allow_private else {}
-        )
-        return [
-            (pin, block.validate_output(pin, value))
-            async for pin, value in block.run(block.make_input(data), ctx)
-        ]
-
-    return asyncio.run(go())
-
-
 def no_key(value: Any) -> bool:
-    text = json.dumps(value, default=str)
-    return not any(key in text for key in KEYS)
+    return secret_free(value, *KEYS)
 
 
 @pytest.fixture
@@ -88,8 +66,8 @@ def airtable(airtable_server: AirtableServer, monkeypatch: pytest.MonkeyPatch) -
     return airtable_server
 
 
-FC = cred("firecrawl", FIRECRAWL_KEY)
-AT = cred("airtable", AIRTABLE_TOKEN)
+FC = credential("firecrawl", FIRECRAWL_KEY)
+AT = credential("airtable", AIRTABLE_TOKEN)
 
 
 # --- registry -------------------------------------------------------------------------------------------
@@ -152,7 +130,7 @@ def test_blocks_are_registered_under_autogpt_ids_with_autogpt_pins() -> None:
 
 # --- Firecrawl ------------------------------------------------------------------------------------------
 def test_crawl_starts_a_job_polls_it_and_follows_the_next_pages(firecrawl: FirecrawlServer) -> None:
-    outputs = run(
+    outputs = run_block(
         FirecrawlCrawlBlock(),
         {"url": "https://docs.example.com", "formats": ["markdown", "html", "links"], "limit": 10},
         FC,
@@ -185,7 +163,7 @@ def test_crawl_starts_a_job_polls_it_and_follows_the_next_pages(firecrawl: Firec
 
 
 def test_crawl_full_page_screenshot_and_change_tracking_formats(firecrawl: FirecrawlServer) -> None:
-    outputs = run(
+    outputs = run_block(
         FirecrawlCrawlBlock(),
         {"url": "https://x.example", "formats": ["screenshot@fullPage", "changeTracking"], "limit": 1},
         FC,
@@ -200,7 +178,7 @@ def test_crawl_full_page_screenshot_and_change_tracking_formats(firecrawl: Firec
 
 def test_crawl_plain_json_format_is_refused_by_the_client_as_in_autogpt(firecrawl: FirecrawlServer) -> None:
     # firecrawl-py 4 wants a prompt or schema with "json"; AutoGPT's block sends the bare name too.
-    [(pin, message)] = run(FirecrawlCrawlBlock(), {"url": "https://x.example", "formats": ["json"]}, FC)
+    [(pin, message)] = run_block(FirecrawlCrawlBlock(), {"url": "https://x.example", "formats": ["json"]}, FC)
     assert pin == "error" and "json format must be an object" in message
     assert firecrawl.requests == []
 
@@ -212,23 +190,25 @@ def test_crawl_rejects_an_unknown_format_before_any_request(firecrawl: Firecrawl
 
 
 def test_crawl_job_that_fails_is_an_error(firecrawl: FirecrawlServer) -> None:
-    outputs = run(FirecrawlCrawlBlock(), {"url": "https://fail-crawl.example"}, FC)
+    outputs = run_block(FirecrawlCrawlBlock(), {"url": "https://fail-crawl.example"}, FC)
     [(pin, message)] = outputs
     assert pin == "error" and "ended with status 'failed'" in message
 
 
 def test_crawl_server_error_and_refused_key_without_the_key(firecrawl: FirecrawlServer) -> None:
-    [(pin, message)] = run(FirecrawlCrawlBlock(), {"url": "https://server-fail.example"}, FC)
+    [(pin, message)] = run_block(FirecrawlCrawlBlock(), {"url": "https://server-fail.example"}, FC)
     assert pin == "error" and message.startswith("Internal Server Error: Failed to start crawl.")
     assert FIRECRAWL_KEY not in message and "***" in message
-    [(pin, message)] = run(FirecrawlCrawlBlock(), {"url": "https://x.example"}, cred("firecrawl", "fc-wrong"))
+    [(pin, message)] = run_block(
+        FirecrawlCrawlBlock(), {"url": "https://x.example"}, credential("firecrawl", "fc-wrong")
+    )
     assert pin == "error" and message.startswith("Unauthorized: Failed to start crawl.")
     assert "Invalid token" in message
 
 
 def test_extract_starts_a_job_and_polls_until_completed(firecrawl: FirecrawlServer) -> None:
     firecrawl.polls_to_finish = 2
-    outputs = run(
+    outputs = run_block(
         FirecrawlExtractBlock(),
         {"urls": ["https://docs.example.com/*"], "prompt": "What does the product cost?"},
         FC,
@@ -255,7 +235,7 @@ def test_extract_starts_a_job_and_polls_until_completed(firecrawl: FirecrawlServ
 
 def test_extract_passes_the_output_schema(firecrawl: FirecrawlServer) -> None:
     schema = {"type": "object", "properties": {"price": {"type": "string"}}}
-    outputs = run(
+    outputs = run_block(
         FirecrawlExtractBlock(),
         {"urls": ["https://a.example"], "output_schema": schema, "enable_web_search": True},
         FC,
@@ -266,7 +246,7 @@ def test_extract_passes_the_output_schema(firecrawl: FirecrawlServer) -> None:
 
 
 def test_extract_errors_carry_autogpt_prefixes_without_the_key(firecrawl: FirecrawlServer) -> None:
-    [(pin, message)] = run(
+    [(pin, message)] = run_block(
         FirecrawlExtractBlock(), {"urls": ["https://a.example"], "prompt": "fail-extract"}, FC
     )
     assert (
@@ -274,19 +254,19 @@ def test_extract_errors_carry_autogpt_prefixes_without_the_key(firecrawl: Firecr
         and message.startswith("Extract failed:")
         and "Extraction failed for all URLs" in message
     )
-    [(pin, message)] = run(
+    [(pin, message)] = run_block(
         FirecrawlExtractBlock(), {"urls": ["https://a.example"], "prompt": "server-fail"}, FC
     )
     assert pin == "error" and message.startswith("Server error: HTTP 500")
     assert FIRECRAWL_KEY not in message
-    [(pin, message)] = run(
-        FirecrawlExtractBlock(), {"urls": ["https://a.example"]}, cred("firecrawl", "fc-wrong")
+    [(pin, message)] = run_block(
+        FirecrawlExtractBlock(), {"urls": ["https://a.example"]}, credential("firecrawl", "fc-wrong")
     )
     assert (pin, message) == ("error", "Extract failed: HTTP 401: Unauthorized: Invalid token")
 
 
 def test_map_yields_links_and_results(firecrawl: FirecrawlServer) -> None:
-    outputs = run(FirecrawlMapWebsiteBlock(), {"url": "https://docs.example.com"}, FC)
+    outputs = run_block(FirecrawlMapWebsiteBlock(), {"url": "https://docs.example.com"}, FC)
     assert outputs == [
         (
             "links",
@@ -310,8 +290,8 @@ def test_map_yields_links_and_results(firecrawl: FirecrawlServer) -> None:
         ),
     ]
     assert firecrawl.requests[0]["body"]["url"] == "https://docs.example.com"
-    [(pin, message)] = run(
-        FirecrawlMapWebsiteBlock(), {"url": "https://a.example"}, cred("firecrawl", "fc-wrong")
+    [(pin, message)] = run_block(
+        FirecrawlMapWebsiteBlock(), {"url": "https://a.example"}, credential("firecrawl", "fc-wrong")
     )
     assert pin == "error" and message.startswith("Unauthorized: Failed to map.")
 
@@ -322,7 +302,7 @@ def test_firecrawl_refuses_a_loopback_api_url_unless_allowed(firecrawl: Firecraw
         (FirecrawlExtractBlock(), {"urls": ["https://a.example"]}),
         (FirecrawlMapWebsiteBlock(), {"url": "https://a.example"}),
     ):
-        [(pin, message)] = run(block, data, FC, allow_private=False)
+        [(pin, message)] = run_block(block, data, FC, allow_private=False)
         assert pin == "error" and "127.0.0.1" in message and "allow_private_addresses" in message
     assert firecrawl.requests == []
 
@@ -332,13 +312,15 @@ def test_firecrawl_api_url_from_a_json_credential(
 ) -> None:
     monkeypatch.setenv("AGENTFLOW_FIRECRAWL_API_URL", "http://127.0.0.1:9")
     secret = json.dumps({"api_key": FIRECRAWL_KEY, "base_url": firecrawl.url})
-    outputs = run(FirecrawlMapWebsiteBlock(), {"url": "https://a.example"}, cred("firecrawl", secret))
+    outputs = run_block(
+        FirecrawlMapWebsiteBlock(), {"url": "https://a.example"}, credential("firecrawl", secret)
+    )
     assert outputs[0][0] == "links" and len(firecrawl.requests) == 1
     assert no_key(outputs)
 
 
 def test_firecrawl_without_a_credential_says_so(firecrawl: FirecrawlServer) -> None:
-    [(pin, message)] = run(FirecrawlMapWebsiteBlock(), {"url": "https://a.example"}, {})
+    [(pin, message)] = run_block(FirecrawlMapWebsiteBlock(), {"url": "https://a.example"}, {})
     assert pin == "error" and "firecrawl credential" in message
     assert firecrawl.requests == []
 
@@ -346,7 +328,7 @@ def test_firecrawl_without_a_credential_says_so(firecrawl: FirecrawlServer) -> N
 # --- Airtable -------------------------------------------------------------------------------------------
 def test_create_base_creates_then_finds_the_existing_base(airtable: AirtableServer) -> None:
     data = {"workspace_id": WORKSPACE_ID, "name": "Support log", "tables": SUPPORT_TABLES}
-    created = run(AirtableCreateBaseBlock(), data, AT)
+    created = run_block(AirtableCreateBaseBlock(), data, AT)
     assert [pin for pin, _ in created] == ["base_id", "was_created", "tables", "table"]
     base_id = created[0][1]
     assert base_id.startswith("app") and created[1] == ("was_created", True)
@@ -361,22 +343,22 @@ def test_create_base_creates_then_finds_the_existing_base(airtable: AirtableServ
     assert post["headers"]["authorization"] == f"Bearer {AIRTABLE_TOKEN}"
     assert post["body"] == {"name": "Support log", "workspaceId": WORKSPACE_ID, "tables": SUPPORT_TABLES}
 
-    found = run(AirtableCreateBaseBlock(), data, AT)
+    found = run_block(AirtableCreateBaseBlock(), data, AT)
     assert found == [("base_id", base_id), ("was_created", False), ("tables", [table]), ("table", table)]
     assert [(r["method"], r["path"]) for r in airtable.requests[2:]] == [
         ("GET", "/v0/meta/bases"),
         ("GET", f"/v0/meta/bases/{base_id}/tables"),
     ]
     # find_existing off: a second base of the same name
-    again = run(AirtableCreateBaseBlock(), {**data, "find_existing": False}, AT)
+    again = run_block(AirtableCreateBaseBlock(), {**data, "find_existing": False}, AT)
     assert again[1] == ("was_created", True) and again[0][1] != base_id
     assert len(airtable.bases) == 2
 
 
 def test_create_base_default_table_and_refused_workspace(airtable: AirtableServer) -> None:
-    outputs = run(AirtableCreateBaseBlock(), {"workspace_id": WORKSPACE_ID, "name": "Plain"}, AT)
+    outputs = run_block(AirtableCreateBaseBlock(), {"workspace_id": WORKSPACE_ID, "name": "Plain"}, AT)
     assert [f["name"] for f in outputs[3][1]["fields"]] == ["ID"]
-    [(pin, message)] = run(AirtableCreateBaseBlock(), {"workspace_id": "nope", "name": "Other"}, AT)
+    [(pin, message)] = run_block(AirtableCreateBaseBlock(), {"workspace_id": "nope", "name": "Other"}, AT)
     assert (pin, message) == (
         "error",
         "Airtable refused the request: HTTP 422: Invalid permissions, or the requested model was not found.",
@@ -384,7 +366,7 @@ def test_create_base_default_table_and_refused_workspace(airtable: AirtableServe
 
 
 def test_create_records_normalizes_the_answer_to_the_table_schema(airtable: AirtableServer) -> None:
-    created = run(
+    created = run_block(
         AirtableCreateBaseBlock(), {"workspace_id": WORKSPACE_ID, "name": "Log", "tables": SUPPORT_TABLES}, AT
     )
     base_id, table = created[0][1], created[3][1]
@@ -392,7 +374,7 @@ def test_create_records_normalizes_the_answer_to_the_table_schema(airtable: Airt
         {"Email ID": "m-1", "Sender": "ada@example.com", "Confidence Score": 87, "Replied": "TRUE"},
         {"Email ID": "m-2", "Reasoning": "", "Replied": "false"},
     ]
-    outputs = run(
+    outputs = run_block(
         AirtableCreateRecordsBlock(),
         {"base_id": base_id, "table_id_or_name": table["id"], "records": records, "typecast": True},
         AT,
@@ -431,11 +413,11 @@ def test_create_records_normalizes_the_answer_to_the_table_schema(airtable: Airt
 
 
 def test_create_records_by_table_name_raw(airtable: AirtableServer) -> None:
-    created = run(
+    created = run_block(
         AirtableCreateBaseBlock(), {"workspace_id": WORKSPACE_ID, "name": "Log", "tables": SUPPORT_TABLES}, AT
     )
     base_id = created[0][1]
-    outputs = run(
+    outputs = run_block(
         AirtableCreateRecordsBlock(),
         {
             "base_id": base_id,
@@ -451,53 +433,55 @@ def test_create_records_by_table_name_raw(airtable: AirtableServer) -> None:
 
 
 def test_create_records_errors(airtable: AirtableServer) -> None:
-    created = run(
+    created = run_block(
         AirtableCreateBaseBlock(), {"workspace_id": WORKSPACE_ID, "name": "Log", "tables": SUPPORT_TABLES}, AT
     )
     base_id = created[0][1]
     before = len(airtable.requests)
     block = AirtableCreateRecordsBlock()
     target = {"base_id": base_id, "table_id_or_name": "Default table"}
-    assert run(block, {**target, "records": []}, AT) == [
+    assert run_block(block, {**target, "records": []}, AT) == [
         ("error", "At least one of fields or records must be provided")
     ]
-    assert run(block, {**target, "records": [{"Email ID": str(i)} for i in range(11)]}, AT) == [
+    assert run_block(block, {**target, "records": [{"Email ID": str(i)} for i in range(11)]}, AT) == [
         ("error", "Only up to 10 records can be provided when using records")
     ]
     assert len(airtable.requests) == before
-    [(pin, message)] = run(block, {**target, "records": [{"Nope": 1}]}, AT)
+    [(pin, message)] = run_block(block, {**target, "records": [{"Nope": 1}]}, AT)
     assert (pin, message) == ("error", 'Airtable refused the request: HTTP 422: Unknown field name: "Nope"')
-    [(pin, message)] = run(
+    [(pin, message)] = run_block(
         block, {**target, "table_id_or_name": "Missing", "records": [{"Email ID": "x"}]}, AT
     )
     assert pin == "error" and "HTTP 404" in message and "Could not find table Missing" in message
-    [(pin, message)] = run(block, {**target, "records": [{"Email ID": "server-fail"}]}, AT)
+    [(pin, message)] = run_block(block, {**target, "records": [{"Email ID": "server-fail"}]}, AT)
     assert pin == "error" and message.startswith("Airtable server error: HTTP 500")
     assert AIRTABLE_TOKEN not in message and "***" in message
 
 
 def test_airtable_refused_token_without_the_token(airtable: AirtableServer) -> None:
-    wrong = cred("airtable", "patWRONG.token")
+    wrong = credential("airtable", "patWRONG.token")
     expected = [("error", "Airtable refused the request: HTTP 401: Authentication required")]
-    assert run(AirtableCreateBaseBlock(), {"workspace_id": WORKSPACE_ID, "name": "X"}, wrong) == expected
+    assert (
+        run_block(AirtableCreateBaseBlock(), {"workspace_id": WORKSPACE_ID, "name": "X"}, wrong) == expected
+    )
     records = {"base_id": "appX", "table_id_or_name": "T", "records": [{"a": 1}]}
-    assert run(AirtableCreateRecordsBlock(), records, wrong) == expected
+    assert run_block(AirtableCreateRecordsBlock(), records, wrong) == expected
 
 
 def test_airtable_oauth_access_token_in_a_json_credential(airtable: AirtableServer) -> None:
     secret = json.dumps({"access_token": AIRTABLE_TOKEN})
     oauth = {"credentials": Credentials("at-oauth", "airtable", "oauth2", SecretStr(secret), "local")}
-    outputs = run(AirtableCreateBaseBlock(), {"workspace_id": WORKSPACE_ID, "name": "X"}, oauth)
+    outputs = run_block(AirtableCreateBaseBlock(), {"workspace_id": WORKSPACE_ID, "name": "X"}, oauth)
     assert outputs[1] == ("was_created", True)
     assert no_key(outputs)
 
 
 def test_airtable_refuses_a_loopback_base_url_unless_allowed(airtable: AirtableServer) -> None:
-    [(pin, message)] = run(
+    [(pin, message)] = run_block(
         AirtableCreateBaseBlock(), {"workspace_id": WORKSPACE_ID, "name": "X"}, AT, allow_private=False
     )
     assert pin == "error" and "127.0.0.1" in message and "allow_private_addresses" in message
-    [(pin, message)] = run(
+    [(pin, message)] = run_block(
         AirtableCreateRecordsBlock(),
         {"base_id": "appX", "table_id_or_name": "T", "records": [{"a": 1}]},
         AT,

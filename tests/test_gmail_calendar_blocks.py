@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from dagster import DagsterInstance
+from support_blocks import run_block
 from support_google import (
     EXTERNAL_ATTENDEE,
     GMAIL_TOKEN,
@@ -26,7 +27,7 @@ from support_google import (
     GmailStyleServer,
 )
 from test_gmail_revid_blocks import _run, google, instance  # noqa: F401  (a fixture the export test uses)
-from test_llm_blocks import run_block, servers  # noqa: F401  (a fixture the export test uses)
+from test_llm_blocks import servers  # noqa: F401  (a fixture the export test uses)
 
 from blocks import Block, RunContext
 from blocks.library.gmail import (

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from dagster import DagsterInstance
-from pydantic import SecretStr
+from support_blocks import credential, run_block, secret_free
 from support_google import GMAIL_TOKEN, GmailStyleServer
 from support_revid import REVID_KEY, RevidStyleServer
 from test_llm_blocks import (
@@ -21,7 +21,6 @@ from test_llm_blocks import (
     Resolver,
     _inputs,
     assert_no_key,
-    run_block,
     script_export_llm,
     servers,  # noqa: F401  (a fixture the export tests use)
     with_credential_references,
@@ -40,11 +39,11 @@ VIDEO_GENERATOR = "agent_a03b0d8c-4751-43d6-a54e-c3b7856ba4e3.json"
 
 
 def google(secret: str) -> dict[str, Credentials]:
-    return {"credentials": Credentials("g", "google", "oauth2", SecretStr(secret), "local", "Google")}
+    return credential("google", secret, "oauth2", cred_id="g", title="Google")
 
 
 def revid(secret: str) -> dict[str, Credentials]:
-    return {"credentials": Credentials("r", "revid", "api_key", SecretStr(secret), "local", "revid")}
+    return credential("revid", secret, cred_id="r", title="revid")
 
 
 @pytest.fixture
@@ -63,8 +62,7 @@ def revid_api(revid_server: RevidStyleServer, monkeypatch: pytest.MonkeyPatch) -
 
 
 def assert_secret_free(outputs: Any) -> None:
-    text = json.dumps(outputs, default=str)
-    assert GMAIL_TOKEN not in text and REVID_KEY not in text
+    assert secret_free(outputs, GMAIL_TOKEN, REVID_KEY)
 
 
 # --- Gmail -----------------------------------------------------------------------------------------------

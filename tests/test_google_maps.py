@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
+from support_blocks import credential as make_credential
+from support_blocks import run_block
 from support_google_maps import (
     TEST_MAPS_KEY,
     GoogleMapsStyleServer,
@@ -54,7 +55,7 @@ def maps(google_maps_server: GoogleMapsStyleServer, monkeypatch: pytest.MonkeyPa
 
 
 def credential(secret: str) -> dict[str, Credentials]:
-    return {"credentials": Credentials("m", "google_maps", "api_key", SecretStr(secret), "local")}
+    return make_credential("google_maps", secret, cred_id="m")
 
 
 def search(
@@ -63,15 +64,10 @@ def search(
     allow_private: bool = True,
     block: GoogleMapsSearchBlock | None = None,
 ) -> list[tuple[str, Any]]:
-    block = block or GoogleMapsSearchBlock()
+    """The search block's outputs; with no credentials given, the server's key (`{}`: none at all)."""
     if credentials is None:
         credentials = credential(TEST_MAPS_KEY)
-
-    async def go() -> list[tuple[str, Any]]:
-        ctx = RunContext(settings={"allow_private_addresses": allow_private}, credentials=credentials)
-        return [(p, block.validate_output(p, v)) async for p, v in block.run(block.make_input(data), ctx)]
-
-    return asyncio.run(go())
+    return run_block(block or GoogleMapsSearchBlock(), data, credentials, allow_private)
 
 
 def places(outputs: list[tuple[str, Any]]) -> list[dict[str, Any]]:

@@ -17,6 +17,7 @@ from dagster import DagsterInstance
 from pydantic import SecretStr
 from support_airtable import AIRTABLE_TOKEN, AirtableServer
 from support_airtable import WORKSPACE_ID as AIRTABLE_WORKSPACE_ID
+from support_blocks import run_block, secret_free
 from support_discord import TEST_DISCORD_TOKEN
 from support_e2b import E2B_TEST_KEY, E2BStyleServer, domain_finder_llm_rules, script_domain_finder
 from support_firecrawl import FIRECRAWL_KEY, FirecrawlServer
@@ -265,40 +266,23 @@ def instant_timers(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     return waits
 
 
-def run_block(
-    block: Any,
-    data: dict[str, Any],
-    credentials: dict[str, Credentials] | None = None,
-    ctx: RunContext | None = None,
-) -> list[tuple[str, Any]]:
-    async def go() -> list[tuple[str, Any]]:
-        context = ctx or RunContext()
-        context.node_exec_id = f"test-{id(data)}"
-        context.credentials = credentials or {}
-        context.settings = {"allow_private_addresses": True}
-        return [
-            (pin, block.validate_output(pin, value))
-            async for pin, value in block.run(block.make_input(data), context)
-        ]
-
-    return asyncio.run(go())
-
-
 def assert_no_key(outputs: Any) -> None:
-    text = json.dumps(outputs, default=str)
-    assert not any(key in text for key in (IDEOGRAM_KEY, REPLICATE_KEY, MEDIUM_KEY))
-    assert (
-        API_KEY not in text
-        and JINA_KEY not in text
-        and WEBSHARE_PASSWORD not in text
-        and TEST_MAPS_KEY not in text
-        and E2B_TEST_KEY not in text
-        and GMAIL_TOKEN not in text
-        and REVID_KEY not in text
-        and DATAFORSEO_PASSWORD not in text
-        and WORDPRESS_TOKEN not in text
-        and FIRECRAWL_KEY not in text
-        and AIRTABLE_TOKEN not in text
+    assert secret_free(
+        outputs,
+        IDEOGRAM_KEY,
+        REPLICATE_KEY,
+        MEDIUM_KEY,
+        API_KEY,
+        JINA_KEY,
+        WEBSHARE_PASSWORD,
+        TEST_MAPS_KEY,
+        E2B_TEST_KEY,
+        GMAIL_TOKEN,
+        REVID_KEY,
+        DATAFORSEO_PASSWORD,
+        WORDPRESS_TOKEN,
+        FIRECRAWL_KEY,
+        AIRTABLE_TOKEN,
     )
 
 

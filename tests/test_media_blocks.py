@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from dagster import DagsterInstance
-from pydantic import SecretStr
+from support_blocks import credential, run_block, secret_free
 from support_media import (
     IDEOGRAM_KEY,
     MEDIUM_AUTHOR_ID,
@@ -25,7 +25,6 @@ from test_llm_blocks import (
     EngineWithCredentials,
     Resolver,
     _inputs,
-    run_block,
     servers,  # noqa: F401 - the fixture
     with_credential_references,
 )
@@ -34,7 +33,7 @@ from agent_defs.engine import RunOptions, RunStatus
 from agent_defs.graph import load_graph_file
 from agent_defs.jobs.compiler import compile_graph
 from agent_defs.jobs.results import read_run_summary
-from blocks import REGISTRY, Credentials, RunContext
+from blocks import REGISTRY, RunContext
 from blocks.library.ideogram import IdeogramModelBlock
 from blocks.library.medium import PublishToMediumBlock
 from blocks.library.replicate_flux import ReplicateFluxAdvancedModelBlock
@@ -45,13 +44,8 @@ MEDIUM_BLOGGER = EXPORTS_DIR / "Medium_Blogger_v28.json"
 KEYS = (IDEOGRAM_KEY, REPLICATE_KEY, MEDIUM_KEY)
 
 
-def cred(provider: str, secret: str) -> dict[str, Credentials]:
-    return {"credentials": Credentials(f"{provider}-cred", provider, "api_key", SecretStr(secret), "local")}
-
-
 def no_key(value: Any) -> bool:
-    text = json.dumps(value, default=str)
-    return not any(key in text for key in KEYS)
+    return secret_free(value, *KEYS)
 
 
 @pytest.fixture
@@ -74,7 +68,7 @@ def test_ideogram_v3_generates_with_the_api_key_header(media: Any) -> None:
         "seed": 7,
         "negative_prompt": "blur",
     }
-    outputs = run_block(IdeogramModelBlock(), data, cred("ideogram", IDEOGRAM_KEY))
+    outputs = run_block(IdeogramModelBlock(), data, credential("ideogram", IDEOGRAM_KEY))
     (request,) = ideogram.requests
     assert request["path"] == "/v1/ideogram-v3/generate"
     assert request["headers"]["api-key"] == IDEOGRAM_KEY
@@ -89,12 +83,12 @@ def test_ideogram_v3_generates_with_the_api_key_header(media: Any) -> None:
     [(pin, url)] = outputs
     assert pin == "result" and url.startswith(f"{ideogram.url}/images/") and url.endswith(".png")
     # Deterministic: the same request gives the same image URL.
-    assert run_block(IdeogramModelBlock(), data, cred("ideogram", IDEOGRAM_KEY)) == outputs
+    assert run_block(IdeogramModelBlock(), data, credential("ideogram", IDEOGRAM_KEY)) == outputs
 
 
 def test_ideogram_legacy_models_and_palettes(media: Any) -> None:
     ideogram, _, _ = media
-    key = cred("ideogram", IDEOGRAM_KEY)
+    key = credential("ideogram", IDEOGRAM_KEY)
     run_block(
         IdeogramModelBlock(),
         {"prompt": "p", "ideogram_model_name": "V_2", "style_type": "ANIME", "color_palette_name": "EMBER"},
@@ -123,7 +117,9 @@ def test_ideogram_legacy_models_and_palettes(media: Any) -> None:
 def test_ideogram_upscale_downloads_the_image_and_posts_it(media: Any) -> None:
     ideogram, _, _ = media
     outputs = run_block(
-        IdeogramModelBlock(), {"prompt": "A cat", "upscale": "AI Upscale"}, cred("ideogram", IDEOGRAM_KEY)
+        IdeogramModelBlock(),
+        {"prompt": "A cat", "upscale": "AI Upscale"},
+        credential("ideogram", IDEOGRAM_KEY),
     )
     generate, download, upscale = ideogram.requests
     assert generate["path"] == "/v1/ideogram-v3/generate"
@@ -137,10 +133,10 @@ def test_ideogram_upscale_downloads_the_image_and_posts_it(media: Any) -> None:
 
 
 def test_ideogram_refused_key_is_a_clear_error_without_the_key(media: Any) -> None:
-    outputs = run_block(IdeogramModelBlock(), {"prompt": "x"}, cred("ideogram", "wrong-key-1234"))
+    outputs = run_block(IdeogramModelBlock(), {"prompt": "x"}, credential("ideogram", "wrong-key-1234"))
     assert outputs == [("error", "Invalid or expired API key. Please check your Ideogram API credentials.")]
     # A server error that echoes the key: the message says what failed, and the key is scrubbed.
-    outputs = run_block(IdeogramModelBlock(), {"prompt": "server-fail"}, cred("ideogram", IDEOGRAM_KEY))
+    outputs = run_block(IdeogramModelBlock(), {"prompt": "server-fail"}, credential("ideogram", IDEOGRAM_KEY))
     [(pin, message)] = outputs
     assert pin == "error" and "Ideogram server error: HTTP 500" in message and "***" in message
     assert no_key(outputs)
@@ -150,7 +146,7 @@ def test_ideogram_refuses_a_loopback_base_url_unless_allowed(media: Any) -> None
     block = IdeogramModelBlock()
 
     async def go() -> list[tuple[str, Any]]:
-        ctx = RunContext(credentials=cred("ideogram", IDEOGRAM_KEY))
+        ctx = RunContext(credentials=credential("ideogram", IDEOGRAM_KEY))
         return [o async for o in block.run(block.make_input({"prompt": "x"}), ctx)]
 
     [(pin, message)] = asyncio.run(go())
@@ -162,7 +158,7 @@ def test_ideogram_base_url_from_a_json_credential(media: Any, monkeypatch: pytes
     ideogram, _, _ = media
     monkeypatch.delenv("AGENTFLOW_IDEOGRAM_BASE_URL")
     secret = json.dumps({"api_key": IDEOGRAM_KEY, "base_url": ideogram.url})
-    outputs = run_block(IdeogramModelBlock(), {"prompt": "x"}, cred("ideogram", secret))
+    outputs = run_block(IdeogramModelBlock(), {"prompt": "x"}, credential("ideogram", secret))
     assert outputs[0][0] == "result" and len(ideogram.requests) == 1
 
 
@@ -175,7 +171,7 @@ def test_replicate_flux_creates_a_prediction_and_polls_it(media: Any) -> None:
         "output_format": "png",
         "seed": 42,
     }
-    outputs = run_block(ReplicateFluxAdvancedModelBlock(), data, cred("replicate", REPLICATE_KEY))
+    outputs = run_block(ReplicateFluxAdvancedModelBlock(), data, credential("replicate", REPLICATE_KEY))
     create, *polls = replicate.requests
     assert (
         create["method"] == "POST"
@@ -205,7 +201,7 @@ def test_replicate_flux_creates_a_prediction_and_polls_it(media: Any) -> None:
 def test_replicate_flux_schnell_list_output_and_a_random_seed(media: Any) -> None:
     _, replicate, _ = media
     outputs = run_block(
-        ReplicateFluxAdvancedModelBlock(), {"prompt": "A lake"}, cred("replicate", REPLICATE_KEY)
+        ReplicateFluxAdvancedModelBlock(), {"prompt": "A lake"}, credential("replicate", REPLICATE_KEY)
     )
     create = replicate.requests[0]
     assert create["path"] == "/v1/models/black-forest-labs/flux-schnell/predictions"
@@ -218,7 +214,9 @@ def test_replicate_flux_schnell_list_output_and_a_random_seed(media: Any) -> Non
 def test_replicate_failed_prediction_is_retried_then_a_clear_error(media: Any) -> None:
     _, replicate, _ = media
     outputs = run_block(
-        ReplicateFluxAdvancedModelBlock(), {"prompt": "fail-prediction"}, cred("replicate", REPLICATE_KEY)
+        ReplicateFluxAdvancedModelBlock(),
+        {"prompt": "fail-prediction"},
+        credential("replicate", REPLICATE_KEY),
     )
     assert outputs == [
         ("error", "Replicate prediction failed: Prediction failed: the model could not handle this prompt")
@@ -230,7 +228,7 @@ def test_replicate_failed_prediction_is_retried_then_a_clear_error(media: Any) -
 def test_replicate_refused_token_is_not_retried_and_not_shown(media: Any) -> None:
     _, replicate, _ = media
     outputs = run_block(
-        ReplicateFluxAdvancedModelBlock(), {"prompt": "x"}, cred("replicate", "r8_wrong_token")
+        ReplicateFluxAdvancedModelBlock(), {"prompt": "x"}, credential("replicate", "r8_wrong_token")
     )
     [(pin, message)] = outputs
     assert pin == "error"
@@ -246,7 +244,7 @@ def test_replicate_prediction_over_the_maximum_wait_is_canceled(
     _, replicate, _ = media
     monkeypatch.setenv("AGENTFLOW_REPLICATE_MAX_WAIT", "0.2")
     outputs = run_block(
-        ReplicateFluxAdvancedModelBlock(), {"prompt": "never-finish"}, cred("replicate", REPLICATE_KEY)
+        ReplicateFluxAdvancedModelBlock(), {"prompt": "never-finish"}, credential("replicate", REPLICATE_KEY)
     )
     [(pin, message)] = outputs
     assert pin == "error" and "did not finish within 0.2s; it was canceled" in message
@@ -259,7 +257,7 @@ def test_replicate_client_base_url_from_a_json_credential(
     _, replicate, _ = media
     monkeypatch.delenv("AGENTFLOW_REPLICATE_BASE_URL")
     secret = json.dumps({"api_key": REPLICATE_KEY, "base_url": replicate.url})
-    outputs = run_block(ReplicateFluxAdvancedModelBlock(), {"prompt": "x"}, cred("replicate", secret))
+    outputs = run_block(ReplicateFluxAdvancedModelBlock(), {"prompt": "x"}, credential("replicate", secret))
     assert outputs[0][0] == "result" and replicate.requests
 
 
@@ -275,7 +273,7 @@ POST = {
 
 def test_medium_post_is_created_for_the_author(media: Any) -> None:
     _, _, medium = media
-    outputs = run_block(PublishToMediumBlock(), {**POST, "api_key": ""}, cred("medium", MEDIUM_KEY))
+    outputs = run_block(PublishToMediumBlock(), {**POST, "api_key": ""}, credential("medium", MEDIUM_KEY))
     (request,) = medium.requests
     assert request["path"] == f"/v1/users/{MEDIUM_AUTHOR_ID}/posts"  # from AGENTFLOW_MEDIUM_AUTHOR_ID
     assert request["headers"]["authorization"] == f"Bearer {MEDIUM_KEY}"
@@ -301,7 +299,7 @@ def test_medium_post_is_created_for_the_author(media: Any) -> None:
 def test_medium_author_id_from_the_pin_or_the_credential(media: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     _, _, medium = media
     monkeypatch.delenv("AGENTFLOW_MEDIUM_AUTHOR_ID")
-    outputs = run_block(PublishToMediumBlock(), POST, cred("medium", MEDIUM_KEY))
+    outputs = run_block(PublishToMediumBlock(), POST, credential("medium", MEDIUM_KEY))
     assert outputs == [
         (
             "error",
@@ -310,10 +308,12 @@ def test_medium_author_id_from_the_pin_or_the_credential(media: Any, monkeypatch
         )
     ]
     secret = json.dumps({"api_key": MEDIUM_KEY, "author_id": MEDIUM_AUTHOR_ID})
-    outputs = run_block(PublishToMediumBlock(), {**POST, "publish_status": "draft"}, cred("medium", secret))
+    outputs = run_block(
+        PublishToMediumBlock(), {**POST, "publish_status": "draft"}, credential("medium", secret)
+    )
     assert [pin for pin, _ in outputs] == ["post_id", "post_url", "published_at"]
     outputs = run_block(
-        PublishToMediumBlock(), {**POST, "author_id": "someone-else"}, cred("medium", MEDIUM_KEY)
+        PublishToMediumBlock(), {**POST, "author_id": "someone-else"}, credential("medium", MEDIUM_KEY)
     )
     assert outputs == [
         ("error", "Failed to create Medium post: HTTP 403: You cannot publish posts for that user.")
@@ -322,7 +322,7 @@ def test_medium_author_id_from_the_pin_or_the_credential(media: Any, monkeypatch
 
 
 def test_medium_refused_token_is_a_clear_error_without_the_key(media: Any) -> None:
-    outputs = run_block(PublishToMediumBlock(), POST, cred("medium", "medium-wrong-token"))
+    outputs = run_block(PublishToMediumBlock(), POST, credential("medium", "medium-wrong-token"))
     assert outputs == [("error", "Failed to create Medium post: HTTP 401: Token was invalid.")]
     assert no_key(outputs)
 

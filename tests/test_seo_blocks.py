@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl
 
 import pytest
 from pydantic import SecretStr
+from support_blocks import credential, run_block, secret_free
 from support_media import REPLICATE_KEY, ReplicateServer
 from support_seo import (
     DATAFORSEO_LOGIN,
@@ -31,7 +32,6 @@ from test_llm_blocks import (
     EngineWithCredentials,
     Resolver,
     _inputs,
-    run_block,
     script_export_llm,
     servers,  # noqa: F401 - the fixture
     with_credential_references,
@@ -49,21 +49,20 @@ SECRETS = (DATAFORSEO_PASSWORD, WORDPRESS_TOKEN, REPLICATE_KEY)
 
 def dataforseo_cred(password: str = DATAFORSEO_PASSWORD, **extra: str) -> dict[str, Credentials]:
     secret = json.dumps({"username": DATAFORSEO_LOGIN, "password": password, **extra})
-    return {"credentials": Credentials("dfs", "dataforseo", "user_password", SecretStr(secret), "local")}
+    return credential("dataforseo", secret, "user_password", cred_id="dfs")
 
 
 def wordpress_cred(token: str = WORDPRESS_TOKEN) -> dict[str, Credentials]:
-    return {"credentials": Credentials("wp", "wordpress", "oauth2", SecretStr(token), "local")}
+    return credential("wordpress", token, "oauth2", cred_id="wp")
 
 
 def replicate_cred(token: str = REPLICATE_KEY) -> dict[str, Credentials]:
-    return {"credentials": Credentials("r8", "replicate", "api_key", SecretStr(token), "local")}
+    return credential("replicate", token, cred_id="r8")
 
 
 def no_secret(value: Any) -> bool:
-    text = json.dumps(value, default=str)
     basic = base64.b64encode(f"{DATAFORSEO_LOGIN}:{DATAFORSEO_PASSWORD}".encode()).decode()
-    return not any(secret in text for secret in (*SECRETS, basic))
+    return secret_free(value, *SECRETS, basic)
 
 
 @pytest.fixture

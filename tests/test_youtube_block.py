@@ -4,21 +4,20 @@ Nothing here leaves the machine: the base URL is the local server or a mocked re
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
+from support_blocks import credential, run_block
 from support_youtube import API_KEY, VIDEOS, YouTubeStyleServer, expected_text
 from test_llm_blocks import servers  # noqa: F401  (the fixture: local LLM, Jina and YouTube servers)
 
 from agent_defs.graph import load_graph_file
 from agent_defs.graph.validation import validate_graph
 from agent_defs.paths import shared_dir
-from blocks import REGISTRY, Credentials, RunContext
+from blocks import REGISTRY, Credentials
 from blocks.library.youtube import (
     YOUTUBE_RETRY_POLICY,
     Route,
@@ -55,20 +54,11 @@ def transcribe(
     credentials: dict[str, Credentials] | None = None,
     block: TranscribeYoutubeVideoBlock | None = None,
 ) -> list[tuple[str, Any]]:
-    block = block or TranscribeYoutubeVideoBlock()
-
-    async def go() -> list[tuple[str, Any]]:
-        ctx = RunContext(settings={"allow_private_addresses": allow_private}, credentials=credentials or {})
-        return [
-            (pin, block.validate_output(pin, value))
-            async for pin, value in block.run(block.make_input({"youtube_url": url}), ctx)
-        ]
-
-    return asyncio.run(go())
+    return run_block(block or TranscribeYoutubeVideoBlock(), {"youtube_url": url}, credentials, allow_private)
 
 
 def webshare(secret: str) -> dict[str, Credentials]:
-    return {"credentials": Credentials("ws", "webshare_proxy", "user_password", SecretStr(secret), "local")}
+    return credential("webshare_proxy", secret, "user_password", cred_id="ws")
 
 
 # --- the block as AutoGPT declares it -----------------------------------------------------------------

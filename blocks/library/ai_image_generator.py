@@ -10,9 +10,9 @@ then the model's parameters are built from the semantic size:
   Recraft v3                   recraft-ai/recraft-v3                     size "WxH", style (native)
   Nano Banana Pro / 2          google/nano-banana-pro, google/nano-banana-2  aspect_ratio, resolution 2K,
                                jpg, safety_filter_level block_only_high
-The prediction runs on Replicate through the `replicate` package's Client, set up as in
-blocks/library/replicate_flux.py (one attempt: AutoGPT's client.async_run(..., wait=False), i.e. create
-the prediction, then poll it). The first output file's URL (or the output text) is `image_url`; an
+The prediction runs on Replicate through the `replicate` package's Client, by the mixin
+ReplicatePredictions it shares with blocks/library/replicate_flux.py (one attempt: AutoGPT's
+client.async_run(..., wait=False), i.e. create the prediction, then poll it). The first output file's URL (or the output text) is `image_url`; an
 empty output is the error "Image generation returned an empty result."
 
 Base URL and token: blocks/provider_http.py (credential JSON `base_url`, AGENTFLOW_REPLICATE_BASE_URL,
@@ -25,30 +25,26 @@ block yields the URL Replicate answers (as AutoGPT did before it had workspaces)
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import AsyncIterator
 from enum import StrEnum
 from typing import Any
 
-import httpx
 from pydantic import Field
 
 from blocks.library.replicate_flux import (
-    FINAL_STATUSES,
-    MAX_WAIT_VAR,
-    POLL_INTERVAL_VAR,
-    REQUEST_TIMEOUT,
+    REPLICATE_CREDENTIALS,
+    REPLICATE_FAILURES,
     TEST_CREDENTIALS,
-    _describe,
-    _float_env,
+    FakeReplicate,
+    ReplicatePredictions,
+    replicate_credentials_input,
 )
 from blocks.provider_http import (
-    ProviderCalls,
     ProviderEndpoint,
     ProviderError,
     RequestRefused,
-    resolve_endpoint,
+    mock_wire,
+    private_address_self_test,
 )
 from blocks.sdk import (
     Block,
@@ -56,14 +52,9 @@ from blocks.sdk import (
     BlockInput,
     BlockOutput,
     BlockSelfTest,
-    CredentialsField,
     RetryPolicy,
     RunContext,
 )
-
-logger = logging.getLogger(__name__)
-
-DEFAULT_BASE_URL = "https://api.replicate.com"
 
 
 class ImageSize(StrEnum):
@@ -212,53 +203,17 @@ def first_url(output: Any) -> str | None:
     return None
 
 
-class _FakeReplicate:
-    """Self-test wire: a prediction that succeeds on its first poll; `output` is what it answers."""
-
-    def __init__(self, output: Any) -> None:
-        self.output = output
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        if request.headers.get("Authorization") != "Bearer mock-replicate-api-key":
-            return httpx.Response(
-                401, json={"title": "Unauthenticated", "detail": "bad token", "status": 401}
-            )
-        base = {"id": "p1", "model": "recraft-ai/recraft-v3", "version": "v", "error": None, "input": {}}
-        if request.method == "POST":
-            return httpx.Response(201, json={**base, "status": "starting", "output": None})
-        return httpx.Response(200, json={**base, "status": "succeeded", "output": self.output})
-
-
-def _public_resolve(address: str = "93.184.215.14") -> Any:
-    async def resolve(host: str, port: int) -> list[str]:
-        return [address]
-
-    return resolve
-
-
-class AIImageGeneratorBlock(ProviderCalls, Block):
+class AIImageGeneratorBlock(ReplicatePredictions, Block):
     id = "ed1ae7a0-b770-4089-b520-1f0005fad19a"
     description = "Generate images using various AI models through a unified interface"
     categories = frozenset({BlockCategory.AI})
-    credentials = (CredentialsField("credentials", provider="replicate", type="api_key"),)
+    credentials = REPLICATE_CREDENTIALS
     repeated_output_pins = frozenset()
-    # One attempt, as AutoGPT; these failures are Replicate's (its circuit breaker), not a refused
-    # token or a prediction the model failed.
-    retry_policy = RetryPolicy(
-        attempts=1,
-        retry_on_errors=(
-            "Replicate request failed: HTTP 5",
-            "HTTP 429",
-            "cannot reach Replicate",
-            "did not finish",
-        ),
-    )
+    # One attempt, as AutoGPT.
+    retry_policy = RetryPolicy(attempts=1, retry_on_errors=REPLICATE_FAILURES)
 
     class Input(BlockInput):
-        credentials: Any = Field(
-            default=None,
-            description='A Replicate credential reference: {"id": ..., "provider": "replicate", "type": "api_key"}',
-        )
+        credentials: Any = replicate_credentials_input()
         prompt: str = Field(description="Text prompt for image generation", title="Prompt")
         model: ImageGenModel = Field(
             default=ImageGenModel.SD3_5, description="The AI model to use for image generation", title="Model"
@@ -288,39 +243,23 @@ class AIImageGeneratorBlock(ProviderCalls, Block):
                 "style": "realistic_image",
             },
             output=[("image_url", "https://replicate.delivery/generated-image.webp")],
-            mocks={
-                "_resolve": _public_resolve(),
-                "_transport": lambda: httpx.MockTransport(
-                    _FakeReplicate("https://replicate.delivery/generated-image.webp")
-                ),
-            },
+            mocks=mock_wire(lambda: FakeReplicate("https://replicate.delivery/generated-image.webp")),
             credentials={"credentials": TEST_CREDENTIALS},
         ),
         BlockSelfTest(
             input={"prompt": "x"},
             output=[("error", "Image generation returned an empty result.")],
-            mocks={
-                "_resolve": _public_resolve(),
-                "_transport": lambda: httpx.MockTransport(_FakeReplicate([])),
-            },
+            mocks=mock_wire(lambda: FakeReplicate([])),
             credentials={"credentials": TEST_CREDENTIALS},
         ),
-        BlockSelfTest(
-            input={"prompt": "x"},
-            output=[("error", lambda e: "10.0.0.7" in e and "allow_private_addresses" in e)],
-            mocks={"_resolve": _public_resolve("10.0.0.7")},
-            credentials={"credentials": TEST_CREDENTIALS},
-        ),
+        private_address_self_test({"prompt": "x"}, {"credentials": TEST_CREDENTIALS}),
     )
 
     async def run(self, input: Input, ctx: RunContext) -> AsyncIterator[tuple[str, Any]]:
         try:
-            endpoint = resolve_endpoint(ctx, "replicate", DEFAULT_BASE_URL)
+            endpoint = self.replicate_endpoint(ctx)
         except ProviderError as exc:
             yield "error", str(exc)
-            return
-        if not endpoint.api_key.get_secret_value():
-            yield "error", "the replicate credential has no API token"
             return
         model, params = model_request(input.prompt, input.model, input.size, input.style)
         try:
@@ -342,50 +281,12 @@ class AIImageGeneratorBlock(ProviderCalls, Block):
         self, ctx: RunContext, endpoint: ProviderEndpoint, model: str, params: dict[str, Any]
     ) -> Any:
         """Create the prediction, poll it to the end, return its output (files as FileOutput)."""
-        from replicate.client import Client
-        from replicate.exceptions import ReplicateError
         from replicate.helpers import transform_output
 
-        client = Client(
-            api_token=endpoint.api_key.get_secret_value(),
-            base_url=endpoint.base_url,
-            timeout=REQUEST_TIMEOUT,
-            transport=self.checked_transport(ctx),
-            trust_env=False,
-        )
-        client.poll_interval = _float_env(POLL_INTERVAL_VAR, client.poll_interval)
-        owner, name = model.split("/", 1)
-        try:
-            prediction = await client.models.predictions.async_create(model=(owner, name), input=params)
-            max_wait = _float_env(MAX_WAIT_VAR, 900.0)
-            try:
-                await asyncio.wait_for(prediction.async_wait(), timeout=max_wait)
-            except TimeoutError:
-                await self._cancel(prediction)
-                raise ProviderError(
-                    f"Replicate prediction {prediction.id} did not finish within {max_wait:g}s; it was canceled"
-                ) from None
-        except ReplicateError as exc:
-            raise ProviderError(
-                f"Replicate request failed: {_describe(exc)}", retryable=exc.status not in FINAL_STATUSES
-            ) from exc
-        except RequestRefused:
-            raise
-        except httpx.HTTPError as exc:
-            raise ProviderError(f"cannot reach Replicate at {endpoint.base_url}: {_describe(exc)}") from exc
-        finally:
-            # Closes the transport too (the package has no public close for its async client).
-            await client._async_client.aclose()
+        prediction, client = await self.finished_prediction(ctx, endpoint, model, params)
         if prediction.status == "failed":
             # replicate's ModelError, whose text is the prediction's error.
             raise ProviderError(str(prediction.error or f"Prediction {prediction.id} failed"))
         if prediction.status == "canceled":
             raise ProviderError(f"Prediction {prediction.id} was canceled")
         return transform_output(prediction.output, client)
-
-    @staticmethod
-    async def _cancel(prediction: Any) -> None:
-        try:
-            await prediction.async_cancel()
-        except Exception as exc:  # best effort: the attempt fails either way
-            logger.warning("could not cancel Replicate prediction %s: %s", prediction.id, _describe(exc))

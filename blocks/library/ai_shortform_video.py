@@ -37,6 +37,9 @@ from blocks.provider_http import (
     ProviderError,
     RequestRefused,
     answer_detail,
+    mock_credentials,
+    mock_wire,
+    private_address_self_test,
     resolve_endpoint,
 )
 from blocks.sdk import (
@@ -188,14 +191,11 @@ def _seconds(name: str, default: float) -> float:
     return value
 
 
-TEST_CREDENTIALS = Credentials(
-    id="01234567-89ab-cdef-0123-456789abcdef",
-    provider="revid",
-    type="api_key",
-    # The base URL pinned in the credential: self-tests must not depend on AGENTFLOW_REVID_BASE_URL.
-    secret=SecretStr(json.dumps({"api_key": "mock-revid-api-key", "base_url": DEFAULT_BASE_URL})),
-    owner_user_id="local",
-    title="Mock Revid API key",
+TEST_CREDENTIALS = mock_credentials(
+    "01234567-89ab-cdef-0123-456789abcdef",
+    "revid",
+    "Mock Revid API key",
+    {"api_key": "mock-revid-api-key", "base_url": DEFAULT_BASE_URL},
 )
 
 
@@ -217,13 +217,6 @@ class _FakeRevid:
                 return httpx.Response(200, json={"status": "rendering", "pid": "test_pid"})
             return httpx.Response(200, json={"pid": request.url.params.get("pid"), **self.outcome})
         return httpx.Response(404, json={"error": "not found"})
-
-
-def _public_resolve(address: str = "93.184.215.14") -> Any:
-    async def resolve(host: str, port: int) -> list[str]:
-        return [address]
-
-    return resolve
 
 
 async def _no_sleep(seconds: float) -> None:
@@ -278,9 +271,8 @@ class AIShortformVideoCreatorBlock(ProviderCalls, Block):
             input=_SELF_TEST_INPUT,
             output=[("video_url", "https://example.com/video.mp4")],
             mocks={
-                "_resolve": _public_resolve(),
-                "_transport": lambda: httpx.MockTransport(
-                    _FakeRevid({"status": "ready", "videoUrl": "https://example.com/video.mp4"})
+                **mock_wire(
+                    lambda: _FakeRevid({"status": "ready", "videoUrl": "https://example.com/video.mp4"})
                 ),
                 "_sleep": _no_sleep,
             },
@@ -290,10 +282,7 @@ class AIShortformVideoCreatorBlock(ProviderCalls, Block):
             input=_SELF_TEST_INPUT,
             output=[("error", "Video creation failed: render crashed")],
             mocks={
-                "_resolve": _public_resolve(),
-                "_transport": lambda: httpx.MockTransport(
-                    _FakeRevid({"status": "error", "error": "render crashed"})
-                ),
+                **mock_wire(lambda: _FakeRevid({"status": "error", "error": "render crashed"})),
                 "_sleep": _no_sleep,
             },
             credentials={"credentials": TEST_CREDENTIALS},
@@ -301,7 +290,7 @@ class AIShortformVideoCreatorBlock(ProviderCalls, Block):
         BlockSelfTest(
             input=_SELF_TEST_INPUT,
             output=[("error", lambda e: "HTTP 401" in e and "mock-revid-api-key" not in e)],
-            mocks={"_resolve": _public_resolve(), "_transport": lambda: httpx.MockTransport(_FakeRevid({}))},
+            mocks=mock_wire(lambda: _FakeRevid({})),
             credentials={
                 "credentials": Credentials(
                     "c",
@@ -312,12 +301,7 @@ class AIShortformVideoCreatorBlock(ProviderCalls, Block):
                 )
             },
         ),
-        BlockSelfTest(
-            input=_SELF_TEST_INPUT,
-            output=[("error", lambda e: "10.0.0.7" in e and "allow_private_addresses" in e)],
-            mocks={"_resolve": _public_resolve("10.0.0.7")},
-            credentials={"credentials": TEST_CREDENTIALS},
-        ),
+        private_address_self_test(_SELF_TEST_INPUT, {"credentials": TEST_CREDENTIALS}),
     )
 
     async def _sleep(self, seconds: float) -> None:

@@ -17,7 +17,7 @@ AGENTFLOW_AIRTABLE_BASE_URL, https://api.airtable.com); every request is address
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
@@ -31,6 +31,9 @@ from blocks.provider_http import (
     ProviderError,
     RequestRefused,
     answer_detail,
+    mock_credentials,
+    mock_wire,
+    private_address_self_test,
     resolve_endpoint,
 )
 from blocks.sdk import (
@@ -39,7 +42,6 @@ from blocks.sdk import (
     BlockInput,
     BlockOutput,
     BlockSelfTest,
-    Credentials,
     CredentialsField,
     RetryPolicy,
     RunContext,
@@ -64,14 +66,11 @@ DEFAULT_TABLES: list[dict[str, Any]] = [
     }
 ]
 
-TEST_CREDENTIALS = Credentials(
-    id="a1b7ab1e-0000-4000-8000-0000000000a1",
-    provider="airtable",
-    type="api_key",
-    # The public API URL in the credential: self-tests do not depend on the environment.
-    secret=SecretStr(json.dumps({"api_key": "patMOCKairtable.token", "base_url": DEFAULT_BASE_URL})),
-    owner_user_id="local",
-    title="Mock Airtable token",
+TEST_CREDENTIALS = mock_credentials(
+    "a1b7ab1e-0000-4000-8000-0000000000a1",
+    "airtable",
+    "Mock Airtable token",
+    {"api_key": "patMOCKairtable.token", "base_url": DEFAULT_BASE_URL},
 )
 
 # Field types whose empty value is not None (AutoGPT's get_empty_value_for_field).
@@ -166,17 +165,6 @@ class _FakeAirtable:
         return httpx.Response(404, json={"error": "NOT_FOUND"})
 
 
-def _public_resolve(address: str = "93.184.215.14") -> Callable[[str, int], Any]:
-    async def resolve(host: str, port: int) -> list[str]:
-        return [address]
-
-    return resolve
-
-
-def _fake_wire() -> dict[str, Callable[..., Any]]:
-    return {"_resolve": _public_resolve(), "_transport": lambda: httpx.MockTransport(_FakeAirtable())}
-
-
 class _AirtableBlock(ProviderCalls, Block):
     """Shared by the Airtable blocks: endpoint, token and checked requests."""
 
@@ -258,14 +246,11 @@ class AirtableCreateBaseBlock(_AirtableBlock):
                 ("tables", lambda t: [x["id"] for x in t] == ["tblMock1"]),
                 ("table", lambda t: t["name"] == "Default table"),
             ],
-            mocks=_fake_wire(),
+            mocks=mock_wire(_FakeAirtable),
             credentials={"credentials": TEST_CREDENTIALS},
         ),
-        BlockSelfTest(
-            input={"workspace_id": "wspMock1", "name": "Support log"},
-            output=[("error", lambda e: "10.0.0.7" in e and "allow_private_addresses" in e)],
-            mocks={"_resolve": _public_resolve("10.0.0.7")},
-            credentials={"credentials": TEST_CREDENTIALS},
+        private_address_self_test(
+            {"workspace_id": "wspMock1", "name": "Support log"}, {"credentials": TEST_CREDENTIALS}
         ),
     )
 
@@ -365,13 +350,13 @@ class AirtableCreateRecordsBlock(_AirtableBlock):
                     ],
                 )
             ],
-            mocks=_fake_wire(),
+            mocks=mock_wire(_FakeAirtable),
             credentials={"credentials": TEST_CREDENTIALS},
         ),
         BlockSelfTest(
             input={"base_id": "appMock1", "table_id_or_name": "tblMock1", "records": []},
             output=[("error", "At least one of fields or records must be provided")],
-            mocks=_fake_wire(),
+            mocks=mock_wire(_FakeAirtable),
             credentials={"credentials": TEST_CREDENTIALS},
         ),
     )

@@ -37,6 +37,9 @@ from blocks.provider_http import (
     ProviderCalls,
     ProviderError,
     RequestRefused,
+    mock_credentials,
+    mock_wire,
+    private_address_self_test,
     resolve_endpoint,
 )
 from blocks.sdk import (
@@ -212,26 +215,13 @@ async def _async_value(value: Any) -> Any:
     return value
 
 
-TEST_CREDENTIALS = Credentials(
-    id="9f3d6a11-4c2b-4e8a-9b1d-0c5e7f2a8d31",
-    provider="dataforseo",
+TEST_CREDENTIALS = mock_credentials(
+    "9f3d6a11-4c2b-4e8a-9b1d-0c5e7f2a8d31",
+    "dataforseo",
+    "Mock DataForSEO login",
+    {"username": "mock-login", "password": "mock-dataforseo-pass", "base_url": DEFAULT_BASE_URL},
     type="user_password",
-    # The public base URL in the credential: self-tests do not depend on the environment.
-    secret=SecretStr(
-        json.dumps(
-            {"username": "mock-login", "password": "mock-dataforseo-pass", "base_url": DEFAULT_BASE_URL}
-        )
-    ),
-    owner_user_id="local",
-    title="Mock DataForSEO login",
 )
-
-
-def _public_resolve(address: str = "93.184.215.14") -> Any:
-    async def resolve(host: str, port: int) -> list[str]:
-        return [address]
-
-    return resolve
 
 
 def _fake_labs(request: httpx.Request) -> httpx.Response:
@@ -249,25 +239,55 @@ def _fake_labs(request: httpx.Request) -> httpx.Response:
     )
 
 
+def _labs_wire_self_test(one_pin: str, list_pin: str) -> BlockSelfTest:
+    """A block's run against the fake Labs API: one keyword, "seo tools", with only a search volume."""
+    record = {**_EMPTY_RECORD, "keyword": "seo tools", "search_volume": 320}
+    return BlockSelfTest(
+        input={"keyword": "seo"},
+        output=[(one_pin, record), (list_pin, [record]), ("total_count", 1), ("seed_keyword", "seo")],
+        mocks=mock_wire(lambda: _fake_labs),
+        credentials={"credentials": TEST_CREDENTIALS},
+    )
+
+
+class KeywordQueryInput(BlockInput):
+    """The inputs both blocks take; each block describes its own `keyword`, which keeps its place."""
+
+    credentials: Any = Field(
+        default=None,
+        description='A DataForSEO credential reference: {"id": ..., "provider": "dataforseo", "type": "user_password"}',
+    )
+    keyword: str
+    location_code: int | None = Field(
+        default=2840, description="Location code for targeting (e.g., 2840 for USA)"
+    )
+    language_code: str | None = Field(default="en", description="Language code (e.g., 'en' for English)")
+    include_seed_keyword: bool = Field(default=True, description="Include the seed keyword in results")
+    include_serp_info: bool = Field(default=False, description="Include SERP information")
+    include_clickstream_data: bool = Field(default=False, description="Include clickstream metrics")
+    limit: int = Field(default=100, ge=1, le=3000, description="Maximum number of results (up to 3000)")
+
+
+def _keyword_task(input: KeywordQueryInput) -> dict[str, Any]:
+    """The Labs task fields both blocks send (AutoGPT's order)."""
+    return {
+        "keyword": input.keyword,
+        "location_code": input.location_code,
+        "language_code": input.language_code,
+        "include_seed_keyword": input.include_seed_keyword,
+        "include_serp_info": input.include_serp_info,
+        "include_clickstream_data": input.include_clickstream_data,
+        "limit": input.limit,
+    }
+
+
 class DataForSeoRelatedKeywordsBlock(_DataForSeoBlock):
     id = "8f2e4d6a-1b3c-4a5e-9d7f-2c8e6a4b3f1d"
     description = "Get related keywords from DataForSEO Labs Google API"
     repeated_output_pins = frozenset({"related_keyword"})
 
-    class Input(BlockInput):
-        credentials: Any = Field(
-            default=None,
-            description='A DataForSEO credential reference: {"id": ..., "provider": "dataforseo", "type": "user_password"}',
-        )
+    class Input(KeywordQueryInput):
         keyword: str = Field(description="Seed keyword to find related keywords for")
-        location_code: int | None = Field(
-            default=2840, description="Location code for targeting (e.g., 2840 for USA)"
-        )
-        language_code: str | None = Field(default="en", description="Language code (e.g., 'en' for English)")
-        include_seed_keyword: bool = Field(default=True, description="Include the seed keyword in results")
-        include_serp_info: bool = Field(default=False, description="Include SERP information")
-        include_clickstream_data: bool = Field(default=False, description="Include clickstream metrics")
-        limit: int = Field(default=100, ge=1, le=3000, description="Maximum number of results (up to 3000)")
         depth: int = Field(
             default=1,
             ge=0,
@@ -319,40 +339,13 @@ class DataForSeoRelatedKeywordsBlock(_DataForSeoBlock):
             },
             credentials={"credentials": TEST_CREDENTIALS},
         ),
-        BlockSelfTest(
-            input={"keyword": "seo"},
-            output=[
-                ("related_keyword", {**_EMPTY_RECORD, "keyword": "seo tools", "search_volume": 320}),
-                ("related_keywords", [{**_EMPTY_RECORD, "keyword": "seo tools", "search_volume": 320}]),
-                ("total_count", 1),
-                ("seed_keyword", "seo"),
-            ],
-            mocks={"_resolve": _public_resolve(), "_transport": lambda: httpx.MockTransport(_fake_labs)},
-            credentials={"credentials": TEST_CREDENTIALS},
-        ),
-        BlockSelfTest(
-            input={"keyword": "seo"},
-            output=[("error", lambda e: "10.0.0.7" in e and "allow_private_addresses" in e)],
-            mocks={"_resolve": _public_resolve("10.0.0.7")},
-            credentials={"credentials": TEST_CREDENTIALS},
-        ),
+        _labs_wire_self_test("related_keyword", "related_keywords"),
+        private_address_self_test({"keyword": "seo"}, {"credentials": TEST_CREDENTIALS}),
     )
 
     async def _fetch_related_keywords(self, ctx: RunContext, input: Input) -> list[Any]:
-        return await self.labs_call(
-            ctx,
-            RELATED_KEYWORDS_PATH,
-            {
-                "keyword": input.keyword,
-                "location_code": input.location_code,
-                "language_code": input.language_code,
-                "include_seed_keyword": input.include_seed_keyword,
-                "include_serp_info": input.include_serp_info,
-                "include_clickstream_data": input.include_clickstream_data,
-                "limit": input.limit,
-                "depth": input.depth,
-            },
-        )
+        task = {**_keyword_task(input), "depth": input.depth}
+        return await self.labs_call(ctx, RELATED_KEYWORDS_PATH, task)
 
     async def run(self, input: Input, ctx: RunContext) -> AsyncIterator[tuple[str, Any]]:
         try:
@@ -379,20 +372,8 @@ class DataForSeoKeywordSuggestionsBlock(_DataForSeoBlock):
     description = "Get keyword suggestions from DataForSEO Labs Google API"
     repeated_output_pins = frozenset({"suggestion"})
 
-    class Input(BlockInput):
-        credentials: Any = Field(
-            default=None,
-            description='A DataForSEO credential reference: {"id": ..., "provider": "dataforseo", "type": "user_password"}',
-        )
+    class Input(KeywordQueryInput):
         keyword: str = Field(description="Seed keyword to get suggestions for")
-        location_code: int | None = Field(
-            default=2840, description="Location code for targeting (e.g., 2840 for USA)"
-        )
-        language_code: str | None = Field(default="en", description="Language code (e.g., 'en' for English)")
-        include_seed_keyword: bool = Field(default=True, description="Include the seed keyword in results")
-        include_serp_info: bool = Field(default=False, description="Include SERP information")
-        include_clickstream_data: bool = Field(default=False, description="Include clickstream metrics")
-        limit: int = Field(default=100, ge=1, le=3000, description="Maximum number of results (up to 3000)")
 
     class Output(BlockOutput):
         suggestions: list[KeywordSuggestion] = Field(description="List of keyword suggestions with metrics")
@@ -426,23 +407,13 @@ class DataForSeoKeywordSuggestionsBlock(_DataForSeoBlock):
             },
             credentials={"credentials": TEST_CREDENTIALS},
         ),
-        BlockSelfTest(
-            input={"keyword": "seo"},
-            output=[
-                ("suggestion", {**_EMPTY_RECORD, "keyword": "seo tools", "search_volume": 320}),
-                ("suggestions", [{**_EMPTY_RECORD, "keyword": "seo tools", "search_volume": 320}]),
-                ("total_count", 1),
-                ("seed_keyword", "seo"),
-            ],
-            mocks={"_resolve": _public_resolve(), "_transport": lambda: httpx.MockTransport(_fake_labs)},
-            credentials={"credentials": TEST_CREDENTIALS},
-        ),
+        _labs_wire_self_test("suggestion", "suggestions"),
         BlockSelfTest(
             input={"keyword": "seo"},
             output=[
                 ("error", lambda e: "DataForSEO API error (401)" in e and "mock-dataforseo-pass" not in e)
             ],
-            mocks={"_resolve": _public_resolve(), "_transport": lambda: httpx.MockTransport(_fake_labs)},
+            mocks=mock_wire(lambda: _fake_labs),
             credentials={
                 "credentials": Credentials(
                     "c",
@@ -464,19 +435,7 @@ class DataForSeoKeywordSuggestionsBlock(_DataForSeoBlock):
     )
 
     async def _fetch_keyword_suggestions(self, ctx: RunContext, input: Input) -> list[Any]:
-        return await self.labs_call(
-            ctx,
-            KEYWORD_SUGGESTIONS_PATH,
-            {
-                "keyword": input.keyword,
-                "location_code": input.location_code,
-                "language_code": input.language_code,
-                "include_seed_keyword": input.include_seed_keyword,
-                "include_serp_info": input.include_serp_info,
-                "include_clickstream_data": input.include_clickstream_data,
-                "limit": input.limit,
-            },
-        )
+        return await self.labs_call(ctx, KEYWORD_SUGGESTIONS_PATH, _keyword_task(input))
 
     async def run(self, input: Input, ctx: RunContext) -> AsyncIterator[tuple[str, Any]]:
         try:

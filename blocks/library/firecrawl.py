@@ -29,7 +29,7 @@ import asyncio
 import json
 import os
 import warnings
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -43,6 +43,9 @@ from blocks.provider_http import (
     ProviderEndpoint,
     ProviderError,
     RequestRefused,
+    mock_credentials,
+    mock_wire,
+    private_address_self_test,
     resolve_endpoint,
 )
 from blocks.sdk import (
@@ -70,14 +73,11 @@ REQUEST_TIMEOUT_SECONDS = 120.0
 # firecrawl-py warns on every extract call (the endpoint is "in maintenance mode"); AutoGPT still uses it.
 _EXTRACT_DEPRECATION = "The extract endpoint is in maintenance mode"
 
-TEST_CREDENTIALS = Credentials(
-    id="f12ec7a0-0000-4000-8000-0000000000fc",
-    provider="firecrawl",
-    type="api_key",
-    # The public API URL in the credential: self-tests do not depend on the environment.
-    secret=SecretStr(json.dumps({"api_key": "fc-mock-firecrawl-key", "base_url": DEFAULT_API_URL})),
-    owner_user_id="local",
-    title="Mock Firecrawl API key",
+TEST_CREDENTIALS = mock_credentials(
+    "f12ec7a0-0000-4000-8000-0000000000fc",
+    "firecrawl",
+    "Mock Firecrawl API key",
+    {"api_key": "fc-mock-firecrawl-key", "base_url": DEFAULT_API_URL},
 )
 
 
@@ -153,17 +153,6 @@ class _FakeFirecrawl:
             links = [{"url": "https://x.dev/docs", "title": "Docs", "description": "The docs"}]
             return httpx.Response(200, json={"success": True, "links": links})
         return httpx.Response(404, json={"success": False, "error": "Not found"})
-
-
-def _public_resolve(address: str = "93.184.215.14") -> Callable[[str, int], Any]:
-    async def resolve(host: str, port: int) -> list[str]:
-        return [address]
-
-    return resolve
-
-
-def _fake_wire(status: int = 200) -> dict[str, Callable[..., Any]]:
-    return {"_resolve": _public_resolve(), "_transport": lambda: httpx.MockTransport(_FakeFirecrawl(status))}
 
 
 class _FirecrawlBlock(ProviderCalls, Block):
@@ -292,21 +281,16 @@ class FirecrawlCrawlBlock(_FirecrawlBlock):
                 ("markdown", "# Docs"),
                 ("html", "<h1>Docs</h1>"),
             ],
-            mocks=_fake_wire(),
+            mocks=mock_wire(_FakeFirecrawl),
             credentials={"credentials": TEST_CREDENTIALS},
         ),
         BlockSelfTest(
             input={"url": "https://x.dev"},
             output=[("error", lambda e: "Internal Server Error" in e and "fc-mock" not in e)],
-            mocks=_fake_wire(500),
+            mocks=mock_wire(lambda: _FakeFirecrawl(500)),
             credentials={"credentials": TEST_CREDENTIALS},
         ),
-        BlockSelfTest(
-            input={"url": "https://x.dev"},
-            output=[("error", lambda e: "10.0.0.7" in e and "allow_private_addresses" in e)],
-            mocks={"_resolve": _public_resolve("10.0.0.7")},
-            credentials={"credentials": TEST_CREDENTIALS},
-        ),
+        private_address_self_test({"url": "https://x.dev"}, {"credentials": TEST_CREDENTIALS}),
     )
 
     async def run(self, input: Input, ctx: RunContext) -> AsyncIterator[tuple[str, Any]]:
@@ -384,7 +368,7 @@ class FirecrawlExtractBlock(_FirecrawlBlock):
         BlockSelfTest(
             input={"urls": ["https://x.dev/*"], "prompt": "Who runs this site?"},
             output=[("data", {"company": "Example Inc."})],
-            mocks=_fake_wire(),
+            mocks=mock_wire(_FakeFirecrawl),
             credentials={"credentials": TEST_CREDENTIALS},
         ),
         BlockSelfTest(
@@ -392,7 +376,7 @@ class FirecrawlExtractBlock(_FirecrawlBlock):
             output=[
                 ("error", lambda e: e.startswith("Service unavailable: HTTP 503") and "fc-mock" not in e)
             ],
-            mocks=_fake_wire(503),
+            mocks=mock_wire(lambda: _FakeFirecrawl(503)),
             credentials={"credentials": TEST_CREDENTIALS},
         ),
     )
@@ -474,13 +458,13 @@ class FirecrawlMapWebsiteBlock(_FirecrawlBlock):
                 ("links", ["https://x.dev/docs"]),
                 ("results", [{"url": "https://x.dev/docs", "title": "Docs", "description": "The docs"}]),
             ],
-            mocks=_fake_wire(),
+            mocks=mock_wire(_FakeFirecrawl),
             credentials={"credentials": TEST_CREDENTIALS},
         ),
         BlockSelfTest(
             input={"url": "https://x.dev"},
             output=[("error", lambda e: "Unauthorized" in e)],
-            mocks=_fake_wire(),
+            mocks=mock_wire(_FakeFirecrawl),
             credentials={
                 "credentials": Credentials(
                     "f12ec7a0-0000-4000-8000-0000000000fd",

@@ -68,7 +68,13 @@ import httpx
 from pydantic import BaseModel, Field, SecretStr
 
 from blocks.library.http import RequestRefused, _decode_data_uri, _normalise_url, pin_to_checked_address
-from blocks.provider_http import ProviderError, resolve_host
+from blocks.provider_http import (
+    ProviderError,
+    mock_credentials,
+    mock_wire,
+    private_address_self_test,
+    resolve_host,
+)
 from blocks.sdk import (
     Block,
     BlockCategory,
@@ -473,14 +479,12 @@ class GoogleApiBlock(Block):
 
 # --- self-test wire -------------------------------------------------------------------------------
 TEST_TOKEN = "ya29.mock-gmail-access-token"
-TEST_CREDENTIALS = Credentials(
-    id="01234567-89ab-cdef-0123-456789abcdef",
-    provider="google",
+TEST_CREDENTIALS = mock_credentials(
+    "01234567-89ab-cdef-0123-456789abcdef",
+    "google",
+    "Mock Google OAuth2 credentials",
+    {"access_token": TEST_TOKEN, "base_url": DEFAULT_API_URL},
     type="oauth2",
-    # The base URL pinned in the credential: self-tests must not depend on AGENTFLOW_GOOGLE_API_URL.
-    secret=SecretStr(json.dumps({"access_token": TEST_TOKEN, "base_url": DEFAULT_API_URL})),
-    owner_user_id="local",
-    title="Mock Google OAuth2 credentials",
 )
 WRONG_TOKEN_CREDENTIALS = {
     "credentials": Credentials(
@@ -566,24 +570,27 @@ def _fake_gmail(request: httpx.Request) -> httpx.Response:
     return httpx.Response(404, json={"error": {"code": 404, "message": "Requested entity was not found."}})
 
 
-def _public_resolve(address: str = "142.250.74.106") -> Any:
-    async def resolve(host: str, port: int) -> list[str]:
-        return [address]
-
-    return resolve
+GOOGLE_TEST_ADDRESS = "142.250.74.106"  # a public address of Google's
 
 
-def _wire(address: str = "142.250.74.106") -> dict[str, Any]:
+def _wire() -> dict[str, Any]:
     """Self-test mocks: a public address for the API host, and the fake Gmail as the transport."""
-    return {"_resolve": _public_resolve(address), "_transport": lambda: httpx.MockTransport(_fake_gmail)}
+    return mock_wire(lambda: _fake_gmail, GOOGLE_TEST_ADDRESS)
 
 
 def _refused_token(e: str) -> bool:
     return "HTTP 401" in e and "wrong-token" not in e
 
 
-def _private_address_refused(e: str) -> bool:
-    return "10.0.0.7" in e and "allow_private_addresses" in e
+def _refusal_tests(input: dict[str, Any], wire: dict[str, Any]) -> tuple[BlockSelfTest, BlockSelfTest]:
+    """The refusals every Google API block is tested for: a token Google refuses (answered by `wire`),
+    and an API host on a private address."""
+    return (
+        BlockSelfTest(
+            input=input, output=[("error", _refused_token)], mocks=wire, credentials=WRONG_TOKEN_CREDENTIALS
+        ),
+        private_address_self_test(input, {"credentials": TEST_CREDENTIALS}),
+    )
 
 
 _SELF_TEST_INPUT = {
@@ -642,21 +649,10 @@ class GmailSendBlock(GoogleApiBlock):
             mocks=_wire(),
             credentials={"credentials": TEST_CREDENTIALS},
         ),
-        BlockSelfTest(
-            input=_SELF_TEST_INPUT,
-            output=[("error", _refused_token)],
-            mocks=_wire(),
-            credentials=WRONG_TOKEN_CREDENTIALS,
-        ),
+        *_refusal_tests(_SELF_TEST_INPUT, _wire()),
         BlockSelfTest(
             input={**_SELF_TEST_INPUT, "to": [""]},
             output=[("error", lambda e: "At least one recipient" in e)],
-            credentials={"credentials": TEST_CREDENTIALS},
-        ),
-        BlockSelfTest(
-            input=_SELF_TEST_INPUT,
-            output=[("error", _private_address_refused)],
-            mocks={"_resolve": _public_resolve("10.0.0.7")},
             credentials={"credentials": TEST_CREDENTIALS},
         ),
     )
@@ -720,18 +716,7 @@ class GmailReadBlock(GoogleApiBlock):
             mocks=_wire(),
             credentials={"credentials": TEST_CREDENTIALS},
         ),
-        BlockSelfTest(
-            input={"query": "is:unread"},
-            output=[("error", _refused_token)],
-            mocks=_wire(),
-            credentials=WRONG_TOKEN_CREDENTIALS,
-        ),
-        BlockSelfTest(
-            input={"query": "is:unread"},
-            output=[("error", _private_address_refused)],
-            mocks={"_resolve": _public_resolve("10.0.0.7")},
-            credentials={"credentials": TEST_CREDENTIALS},
-        ),
+        *_refusal_tests({"query": "is:unread"}, _wire()),
     )
 
     async def run(self, input: Input, ctx: RunContext) -> AsyncIterator[tuple[str, Any]]:
@@ -790,18 +775,7 @@ class GmailAddLabelBlock(GoogleApiBlock):
             mocks=_wire(),
             credentials={"credentials": TEST_CREDENTIALS},
         ),
-        BlockSelfTest(
-            input={"message_id": "1", "label_name": "Important"},
-            output=[("error", _refused_token)],
-            mocks=_wire(),
-            credentials=WRONG_TOKEN_CREDENTIALS,
-        ),
-        BlockSelfTest(
-            input={"message_id": "1", "label_name": "Important"},
-            output=[("error", _private_address_refused)],
-            mocks={"_resolve": _public_resolve("10.0.0.7")},
-            credentials={"credentials": TEST_CREDENTIALS},
-        ),
+        *_refusal_tests({"message_id": "1", "label_name": "Important"}, _wire()),
     )
 
     async def run(self, input: Input, ctx: RunContext) -> AsyncIterator[tuple[str, Any]]:
@@ -961,18 +935,7 @@ class GmailReplyBlock(GoogleApiBlock):
             mocks=_wire(),
             credentials={"credentials": TEST_CREDENTIALS},
         ),
-        BlockSelfTest(
-            input={"threadId": "t1", "parentMessageId": "1", "body": "Thanks"},
-            output=[("error", _refused_token)],
-            mocks=_wire(),
-            credentials=WRONG_TOKEN_CREDENTIALS,
-        ),
-        BlockSelfTest(
-            input={"threadId": "t1", "parentMessageId": "1", "body": "Thanks"},
-            output=[("error", _private_address_refused)],
-            mocks={"_resolve": _public_resolve("10.0.0.7")},
-            credentials={"credentials": TEST_CREDENTIALS},
-        ),
+        *_refusal_tests({"threadId": "t1", "parentMessageId": "1", "body": "Thanks"}, _wire()),
     )
 
     async def run(self, input: Input, ctx: RunContext) -> AsyncIterator[tuple[str, Any]]:
@@ -1147,21 +1110,10 @@ class GmailForwardBlock(GoogleApiBlock):
             mocks=_wire(),
             credentials={"credentials": TEST_CREDENTIALS},
         ),
-        BlockSelfTest(
-            input={"messageId": "1", "to": ["recipient@example.com"]},
-            output=[("error", _refused_token)],
-            mocks=_wire(),
-            credentials=WRONG_TOKEN_CREDENTIALS,
-        ),
+        *_refusal_tests({"messageId": "1", "to": ["recipient@example.com"]}, _wire()),
         BlockSelfTest(
             input={"messageId": "1", "to": [""]},
             output=[("error", "At least one recipient is required for forwarding")],
-            credentials={"credentials": TEST_CREDENTIALS},
-        ),
-        BlockSelfTest(
-            input={"messageId": "1", "to": ["recipient@example.com"]},
-            output=[("error", _private_address_refused)],
-            mocks={"_resolve": _public_resolve("10.0.0.7")},
             credentials={"credentials": TEST_CREDENTIALS},
         ),
     )

@@ -25,17 +25,15 @@ from pydantic import BaseModel, Field
 
 from blocks.library.gmail import (
     GOOGLE_OAUTH,
+    GOOGLE_TEST_ADDRESS,
     TEST_CREDENTIALS,
     TEST_TOKEN,
     TRANSIENT_ERRORS,
-    WRONG_TOKEN_CREDENTIALS,
     GoogleApiBlock,
     _credentials_input,
-    _private_address_refused,
-    _public_resolve,
-    _refused_token,
+    _refusal_tests,
 )
-from blocks.provider_http import ProviderError
+from blocks.provider_http import ProviderError, mock_wire
 from blocks.sdk import BlockCategory, BlockInput, BlockOutput, BlockSelfTest, RetryPolicy, RunContext
 
 DEFAULT_CALENDAR_URL = "https://www.googleapis.com"
@@ -160,7 +158,7 @@ _SELF_TEST_INPUT = {
     "start_time": "2025-06-04T00:00:00Z",
     "time_range_days": 7,
 }
-_WIRE = {"_resolve": _public_resolve(), "_transport": lambda: httpx.MockTransport(_fake_calendar)}
+_WIRE = mock_wire(lambda: _fake_calendar, GOOGLE_TEST_ADDRESS)
 
 
 class GoogleCalendarReadEventsBlock(GoogleApiBlock):
@@ -214,18 +212,7 @@ class GoogleCalendarReadEventsBlock(GoogleApiBlock):
             mocks=_WIRE,
             credentials={"credentials": TEST_CREDENTIALS},
         ),
-        BlockSelfTest(
-            input=_SELF_TEST_INPUT,
-            output=[("error", _refused_token)],
-            mocks=_WIRE,
-            credentials=WRONG_TOKEN_CREDENTIALS,
-        ),
-        BlockSelfTest(
-            input=_SELF_TEST_INPUT,
-            output=[("error", _private_address_refused)],
-            mocks={"_resolve": _public_resolve("10.0.0.7")},
-            credentials={"credentials": TEST_CREDENTIALS},
-        ),
+        *_refusal_tests(_SELF_TEST_INPUT, _WIRE),
     )
 
     async def run(self, input: Input, ctx: RunContext) -> AsyncIterator[tuple[str, Any]]:

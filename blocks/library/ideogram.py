@@ -16,13 +16,12 @@ reads it (AutoGPT sends it beside `image_request`, where it is ignored).
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from enum import StrEnum
 from typing import Any
 
 import httpx
-from pydantic import Field, SecretStr
+from pydantic import Field
 
 from blocks.provider_http import (
     TRANSPORT_FAILURES,
@@ -31,6 +30,9 @@ from blocks.provider_http import (
     ProviderError,
     RequestRefused,
     answer_detail,
+    mock_credentials,
+    mock_wire,
+    private_address_self_test,
     resolve_endpoint,
 )
 from blocks.sdk import (
@@ -39,7 +41,6 @@ from blocks.sdk import (
     BlockInput,
     BlockOutput,
     BlockSelfTest,
-    Credentials,
     CredentialsField,
     RetryPolicy,
     RunContext,
@@ -112,14 +113,11 @@ V3_ASPECT_RATIOS = {
 STYLE_MODELS = frozenset({"V_2", "V_2_TURBO", "V_3"})
 PALETTE_MODELS = frozenset({"V_2", "V_2_TURBO"})
 
-TEST_CREDENTIALS = Credentials(
-    id="01234567-89ab-cdef-0123-456789abcdef",
-    provider="ideogram",
-    type="api_key",
-    # The public base URL in the credential: self-tests do not depend on the environment.
-    secret=SecretStr(json.dumps({"api_key": "mock-ideogram-api-key", "base_url": DEFAULT_BASE_URL})),
-    owner_user_id="local",
-    title="Mock Ideogram API key",
+TEST_CREDENTIALS = mock_credentials(
+    "01234567-89ab-cdef-0123-456789abcdef",
+    "ideogram",
+    "Mock Ideogram API key",
+    {"api_key": "mock-ideogram-api-key", "base_url": DEFAULT_BASE_URL},
 )
 
 
@@ -162,13 +160,6 @@ class _FakeIdeogram:
         return httpx.Response(
             200, json={"data": [{"url": f"https://ideogram.ai/api/images/test-{name}.png"}]}
         )
-
-
-def _public_resolve(address: str = "93.184.215.14") -> Any:
-    async def resolve(host: str, port: int) -> list[str]:
-        return [address]
-
-    return resolve
 
 
 class IdeogramModelBlock(ProviderCalls, Block):
@@ -233,30 +224,22 @@ class IdeogramModelBlock(ProviderCalls, Block):
                 "custom_color_palette": ["#000030", "#1C0C47", "#9900FF", "#4285F4", "#FFFFFF"],
             },
             output=[("result", "https://ideogram.ai/api/images/test-generated.png")],
-            mocks={"_resolve": _public_resolve(), "_transport": lambda: httpx.MockTransport(_FakeIdeogram())},
+            mocks=mock_wire(_FakeIdeogram),
             credentials={"credentials": TEST_CREDENTIALS},
         ),
         BlockSelfTest(
             input={"prompt": "A futuristic cityscape at sunset", "upscale": "AI Upscale"},
             output=[("result", "https://ideogram.ai/api/images/test-upscaled.png")],
-            mocks={"_resolve": _public_resolve(), "_transport": lambda: httpx.MockTransport(_FakeIdeogram())},
+            mocks=mock_wire(_FakeIdeogram),
             credentials={"credentials": TEST_CREDENTIALS},
         ),
         BlockSelfTest(
             input={"prompt": "x"},
             output=[("error", lambda e: "Ideogram server error: HTTP 503" in e and "mock-ideogram" not in e)],
-            mocks={
-                "_resolve": _public_resolve(),
-                "_transport": lambda: httpx.MockTransport(_FakeIdeogram(503)),
-            },
+            mocks=mock_wire(lambda: _FakeIdeogram(503)),
             credentials={"credentials": TEST_CREDENTIALS},
         ),
-        BlockSelfTest(
-            input={"prompt": "x"},
-            output=[("error", lambda e: "10.0.0.7" in e and "allow_private_addresses" in e)],
-            mocks={"_resolve": _public_resolve("10.0.0.7")},
-            credentials={"credentials": TEST_CREDENTIALS},
-        ),
+        private_address_self_test({"prompt": "x"}, {"credentials": TEST_CREDENTIALS}),
     )
 
     async def run(self, input: Input, ctx: RunContext) -> AsyncIterator[tuple[str, Any]]:

@@ -13,7 +13,6 @@ pin: it is ignored, the token comes from the credential only.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import AsyncIterator
 from enum import StrEnum
@@ -21,13 +20,16 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-from pydantic import Field, SecretStr
+from pydantic import Field
 
 from blocks.provider_http import (
     ProviderCalls,
     ProviderError,
     RequestRefused,
     answer_detail,
+    mock_credentials,
+    mock_wire,
+    private_address_self_test,
     resolve_endpoint,
 )
 from blocks.sdk import (
@@ -36,7 +38,6 @@ from blocks.sdk import (
     BlockInput,
     BlockOutput,
     BlockSelfTest,
-    Credentials,
     CredentialsField,
     RetryPolicy,
     RunContext,
@@ -53,14 +54,11 @@ class PublishToMediumStatus(StrEnum):
     UNLISTED = "unlisted"
 
 
-TEST_CREDENTIALS = Credentials(
-    id="01234567-89ab-cdef-0123-456789abcdef",
-    provider="medium",
-    type="api_key",
-    # The public base URL in the credential: self-tests do not depend on the environment.
-    secret=SecretStr(json.dumps({"api_key": "mock-medium-api-key", "base_url": DEFAULT_BASE_URL})),
-    owner_user_id="local",
-    title="Mock Medium API key",
+TEST_CREDENTIALS = mock_credentials(
+    "01234567-89ab-cdef-0123-456789abcdef",
+    "medium",
+    "Mock Medium API key",
+    {"api_key": "mock-medium-api-key", "base_url": DEFAULT_BASE_URL},
 )
 
 
@@ -71,13 +69,6 @@ def _fake_medium(request: httpx.Request) -> httpx.Response:
         return httpx.Response(404, json={"errors": [{"message": "Not found", "code": 6000}]})
     data = {"id": "e6f36a", "url": "https://medium.com/@username/test-post-e6f36a", "publishedAt": 1626282600}
     return httpx.Response(201, json={"data": {**data, "authorId": "1234567890abcdef"}})
-
-
-def _public_resolve(address: str = "93.184.215.14") -> Any:
-    async def resolve(host: str, port: int) -> list[str]:
-        return [address]
-
-    return resolve
 
 
 _TEST_INPUT = {
@@ -148,21 +139,16 @@ class PublishToMediumBlock(ProviderCalls, Block):
                 ("post_url", "https://medium.com/@username/test-post-e6f36a"),
                 ("published_at", 1626282600),
             ],
-            mocks={"_resolve": _public_resolve(), "_transport": lambda: httpx.MockTransport(_fake_medium)},
+            mocks=mock_wire(lambda: _fake_medium),
             credentials={"credentials": TEST_CREDENTIALS},
         ),
         BlockSelfTest(
             input={**_TEST_INPUT, "author_id": "someone-else"},
             output=[("error", lambda e: "HTTP 404" in e and "mock-medium" not in e)],
-            mocks={"_resolve": _public_resolve(), "_transport": lambda: httpx.MockTransport(_fake_medium)},
+            mocks=mock_wire(lambda: _fake_medium),
             credentials={"credentials": TEST_CREDENTIALS},
         ),
-        BlockSelfTest(
-            input=_TEST_INPUT,
-            output=[("error", lambda e: "10.0.0.7" in e and "allow_private_addresses" in e)],
-            mocks={"_resolve": _public_resolve("10.0.0.7")},
-            credentials={"credentials": TEST_CREDENTIALS},
-        ),
+        private_address_self_test(_TEST_INPUT, {"credentials": TEST_CREDENTIALS}),
     )
 
     async def run(self, input: Input, ctx: RunContext) -> AsyncIterator[tuple[str, Any]]:

@@ -25,13 +25,16 @@ from enum import StrEnum
 from typing import Any
 
 import httpx
-from pydantic import Field, SecretStr
+from pydantic import Field
 
 from blocks.provider_http import (
     ProviderCalls,
     ProviderEndpoint,
     ProviderError,
     RequestRefused,
+    mock_credentials,
+    mock_wire,
+    private_address_self_test,
     resolve_endpoint,
 )
 from blocks.sdk import (
@@ -40,7 +43,6 @@ from blocks.sdk import (
     BlockInput,
     BlockOutput,
     BlockSelfTest,
-    Credentials,
     CredentialsField,
     RetryPolicy,
     RunContext,
@@ -78,14 +80,11 @@ class ImageType(StrEnum):
     PNG = "png"
 
 
-TEST_CREDENTIALS = Credentials(
-    id="01234567-89ab-cdef-0123-456789abcdef",
-    provider="replicate",
-    type="api_key",
-    # The public base URL in the credential: self-tests do not depend on the environment.
-    secret=SecretStr(json.dumps({"api_key": "mock-replicate-api-key", "base_url": DEFAULT_BASE_URL})),
-    owner_user_id="local",
-    title="Mock Replicate API key",
+TEST_CREDENTIALS = mock_credentials(
+    "01234567-89ab-cdef-0123-456789abcdef",
+    "replicate",
+    "Mock Replicate API key",
+    {"api_key": "mock-replicate-api-key", "base_url": DEFAULT_BASE_URL},
 )
 
 
@@ -127,52 +126,116 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-class _FakeReplicate:
-    """Self-test wire: a prediction that succeeds on its first poll."""
+class FakeReplicate:
+    """Self-test wire for the Replicate blocks: a prediction that succeeds on its first poll with `output`."""
+
+    def __init__(self, output: Any = None) -> None:
+        self.output = (
+            output if output is not None else ["https://replicate.com/output/generated-image-url.jpg"]
+        )
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         if request.headers.get("Authorization") != "Bearer mock-replicate-api-key":
             return httpx.Response(
                 401, json={"title": "Unauthenticated", "detail": "bad token", "status": 401}
             )
-        base = {"id": "p1", "model": "black-forest-labs/flux-schnell", "version": "v", "error": None}
+        base = {"id": "p1", "model": "mock/model", "version": "v", "error": None, "input": {}}
         if request.method == "POST":
             given = json.loads(request.content)["input"]
             return httpx.Response(201, json={**base, "status": "starting", "input": given, "output": None})
-        url = "https://replicate.com/output/generated-image-url.jpg"
-        return httpx.Response(200, json={**base, "status": "succeeded", "output": [url]})
+        return httpx.Response(200, json={**base, "status": "succeeded", "output": self.output})
 
 
-def _public_resolve(address: str = "93.184.215.14") -> Any:
-    async def resolve(host: str, port: int) -> list[str]:
-        return [address]
+REPLICATE_CREDENTIALS = (CredentialsField("credentials", provider="replicate", type="api_key"),)
+# Replicate's failures (its circuit breaker), not a refused token or a prediction the model failed.
+REPLICATE_FAILURES = (
+    "Replicate request failed: HTTP 5",
+    "HTTP 429",
+    "cannot reach Replicate",
+    "did not finish",
+)
 
-    return resolve
+
+def replicate_credentials_input() -> Any:
+    return Field(
+        default=None,
+        description='A Replicate credential reference: {"id": ..., "provider": "replicate", "type": "api_key"}',
+    )
 
 
-class ReplicateFluxAdvancedModelBlock(ProviderCalls, Block):
+class ReplicatePredictions(ProviderCalls):
+    """Mixin for the Replicate blocks: the endpoint, and one prediction run to its end by the `replicate`
+    package's Client on the address-checked transport."""
+
+    @staticmethod
+    def replicate_endpoint(ctx: RunContext) -> ProviderEndpoint:
+        endpoint = resolve_endpoint(ctx, "replicate", DEFAULT_BASE_URL)
+        if not endpoint.api_key.get_secret_value():
+            raise ProviderError("the replicate credential has no API token")
+        return endpoint
+
+    async def finished_prediction(
+        self, ctx: RunContext, endpoint: ProviderEndpoint, model: str, params: dict[str, Any]
+    ) -> tuple[Any, Any]:
+        """Create the prediction and poll it until it ends (canceled after AGENTFLOW_REPLICATE_MAX_WAIT);
+        the prediction and the client (for `transform_output`). Whether it succeeded is the caller's to
+        say."""
+        from replicate.client import Client
+        from replicate.exceptions import ReplicateError
+
+        client = Client(
+            api_token=endpoint.api_key.get_secret_value(),
+            base_url=endpoint.base_url,
+            timeout=REQUEST_TIMEOUT,
+            transport=self.checked_transport(ctx),
+            trust_env=False,
+        )
+        client.poll_interval = _float_env(POLL_INTERVAL_VAR, client.poll_interval)
+        owner, name = model.split("/", 1)
+        try:
+            # AutoGPT: client.async_run(model, input=..., wait=False), which does these two steps.
+            prediction = await client.models.predictions.async_create(model=(owner, name), input=params)
+            max_wait = _float_env(MAX_WAIT_VAR, 900.0)
+            try:
+                await asyncio.wait_for(prediction.async_wait(), timeout=max_wait)
+            except TimeoutError:
+                await self._cancel(prediction)
+                raise ProviderError(
+                    f"Replicate prediction {prediction.id} did not finish within {max_wait:g}s; it was canceled",
+                    retryable=False,
+                ) from None
+        except ReplicateError as exc:
+            raise ProviderError(
+                f"Replicate request failed: {_describe(exc)}", retryable=exc.status not in FINAL_STATUSES
+            ) from exc
+        except RequestRefused:
+            raise
+        except httpx.HTTPError as exc:
+            raise ProviderError(f"cannot reach Replicate at {endpoint.base_url}: {_describe(exc)}") from exc
+        finally:
+            # Closes the transport too. (The package has no public close for its async client.)
+            await client._async_client.aclose()
+        return prediction, client
+
+    @staticmethod
+    async def _cancel(prediction: Any) -> None:
+        try:
+            await prediction.async_cancel()
+        except Exception as exc:  # best effort: the attempt fails either way
+            logger.warning("could not cancel Replicate prediction %s: %s", prediction.id, _describe(exc))
+
+
+class ReplicateFluxAdvancedModelBlock(ReplicatePredictions, Block):
     id = "90f8c45e-e983-4644-aa0b-b4ebe2f531bc"
     description = "This block runs Flux models on Replicate with advanced settings."
     categories = frozenset({BlockCategory.AI, BlockCategory.MULTIMEDIA})
-    credentials = (CredentialsField("credentials", provider="replicate", type="api_key"),)
+    credentials = REPLICATE_CREDENTIALS
     repeated_output_pins = frozenset()
-    # The block retries by itself (AutoGPT's loop); for the engine one attempt, and these failures are
-    # Replicate's (its circuit breaker), not a refused token or a prediction the model failed.
-    retry_policy = RetryPolicy(
-        attempts=1,
-        retry_on_errors=(
-            "Replicate request failed: HTTP 5",
-            "HTTP 429",
-            "cannot reach Replicate",
-            "did not finish",
-        ),
-    )
+    # The block retries by itself (AutoGPT's loop); for the engine one attempt.
+    retry_policy = RetryPolicy(attempts=1, retry_on_errors=REPLICATE_FAILURES)
 
     class Input(BlockInput):
-        credentials: Any = Field(
-            default=None,
-            description='A Replicate credential reference: {"id": ..., "provider": "replicate", "type": "api_key"}',
-        )
+        credentials: Any = replicate_credentials_input()
         prompt: str = Field(description="Text prompt for image generation", title="Prompt")
         replicate_model_name: ReplicateFluxModelName = Field(
             default=ReplicateFluxModelName.FLUX_SCHNELL,
@@ -218,30 +281,19 @@ class ReplicateFluxAdvancedModelBlock(ProviderCalls, Block):
                 "output_format": "png",
             },
             output=[("result", "https://replicate.com/output/generated-image-url.jpg")],
-            mocks={
-                "_resolve": _public_resolve(),
-                "_transport": lambda: httpx.MockTransport(_FakeReplicate()),
-            },
+            mocks=mock_wire(FakeReplicate),
             credentials={"credentials": TEST_CREDENTIALS},
         ),
-        BlockSelfTest(
-            input={"prompt": "x"},
-            output=[("error", lambda e: "10.0.0.7" in e and "allow_private_addresses" in e)],
-            mocks={"_resolve": _public_resolve("10.0.0.7")},
-            credentials={"credentials": TEST_CREDENTIALS},
-        ),
+        private_address_self_test({"prompt": "x"}, {"credentials": TEST_CREDENTIALS}),
     )
 
     async def run(self, input: Input, ctx: RunContext) -> AsyncIterator[tuple[str, Any]]:
         # AutoGPT picks a random seed when none is given.
         seed = input.seed if input.seed is not None else int.from_bytes(os.urandom(4), "big")
         try:
-            endpoint = resolve_endpoint(ctx, "replicate", DEFAULT_BASE_URL)
+            endpoint = self.replicate_endpoint(ctx)
         except ProviderError as exc:
             yield "error", str(exc)
-            return
-        if not endpoint.api_key.get_secret_value():
-            yield "error", "the replicate credential has no API token"
             return
         params = {
             "prompt": input.prompt,
@@ -287,53 +339,11 @@ class ReplicateFluxAdvancedModelBlock(ProviderCalls, Block):
         self, ctx: RunContext, endpoint: ProviderEndpoint, model: str, params: dict[str, Any]
     ) -> str:
         """One attempt: create the prediction, poll it to the end, return its result."""
-        from replicate.client import Client
-        from replicate.exceptions import ReplicateError
         from replicate.helpers import transform_output
 
-        transport = self.checked_transport(ctx)
-        client = Client(
-            api_token=endpoint.api_key.get_secret_value(),
-            base_url=endpoint.base_url,
-            timeout=REQUEST_TIMEOUT,
-            transport=transport,
-            trust_env=False,
-        )
-        client.poll_interval = _float_env(POLL_INTERVAL_VAR, client.poll_interval)
-        owner, name = model.split("/", 1)
-        prediction = None
-        try:
-            # AutoGPT: client.async_run(model, input=..., wait=False), which does these two steps.
-            prediction = await client.models.predictions.async_create(model=(owner, name), input=params)
-            max_wait = _float_env(MAX_WAIT_VAR, 900.0)
-            try:
-                await asyncio.wait_for(prediction.async_wait(), timeout=max_wait)
-            except TimeoutError:
-                await self._cancel(prediction)
-                raise ProviderError(
-                    f"Replicate prediction {prediction.id} did not finish within {max_wait:g}s; it was canceled",
-                    retryable=False,
-                ) from None
-        except ReplicateError as exc:
-            raise ProviderError(
-                f"Replicate request failed: {_describe(exc)}", retryable=exc.status not in FINAL_STATUSES
-            ) from exc
-        except RequestRefused:
-            raise
-        except httpx.HTTPError as exc:
-            raise ProviderError(f"cannot reach Replicate at {endpoint.base_url}: {_describe(exc)}") from exc
-        finally:
-            # Closes the transport too. (The package has no public close for its async client.)
-            await client._async_client.aclose()
+        prediction, client = await self.finished_prediction(ctx, endpoint, model, params)
         if prediction.status == "failed":
             raise ProviderError(f"Replicate prediction failed: {prediction.error or 'no error given'}")
         if prediction.status == "canceled":
             raise ProviderError(f"Replicate prediction {prediction.id} was canceled")
         return extract_result(transform_output(prediction.output, client))
-
-    @staticmethod
-    async def _cancel(prediction: Any) -> None:
-        try:
-            await prediction.async_cancel()
-        except Exception as exc:  # best effort: the attempt fails either way
-            logger.warning("could not cancel Replicate prediction %s: %s", prediction.id, _describe(exc))

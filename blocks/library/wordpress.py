@@ -39,6 +39,9 @@ from blocks.provider_http import (
     ProviderEndpoint,
     ProviderError,
     RequestRefused,
+    mock_credentials,
+    mock_wire,
+    private_address_self_test,
     resolve_endpoint,
 )
 from blocks.sdk import (
@@ -93,22 +96,13 @@ def _error_message(response: httpx.Response) -> str:
     return response.text[:500]
 
 
-TEST_CREDENTIALS = Credentials(
-    id="5b0a9c2e-7d41-4f6b-8e3a-1c9d2f4b6a70",
-    provider="wordpress",
+TEST_CREDENTIALS = mock_credentials(
+    "5b0a9c2e-7d41-4f6b-8e3a-1c9d2f4b6a70",
+    "wordpress",
+    "Mock WordPress.com token",
+    {"access_token": "mock-wordpress-token", "base_url": DEFAULT_BASE_URL},
     type="oauth2",
-    # The public base URL in the credential: self-tests do not depend on the environment.
-    secret=SecretStr(json.dumps({"access_token": "mock-wordpress-token", "base_url": DEFAULT_BASE_URL})),
-    owner_user_id="local",
-    title="Mock WordPress.com token",
 )
-
-
-def _public_resolve(address: str = "93.184.215.14") -> Any:
-    async def resolve(host: str, port: int) -> list[str]:
-        return [address]
-
-    return resolve
 
 
 def _fake_wordpress(request: httpx.Request) -> httpx.Response:
@@ -183,13 +177,13 @@ class WordPressCreatePostBlock(ProviderCalls, Block):
                 ("short_url", "https://wp.me/p7-G"),
                 ("post_data", lambda d: d["status"] == "publish" and d["title"] == "Hello"),
             ],
-            mocks={"_resolve": _public_resolve(), "_transport": lambda: httpx.MockTransport(_fake_wordpress)},
+            mocks=mock_wire(lambda: _fake_wordpress),
             credentials={"credentials": TEST_CREDENTIALS},
         ),
         BlockSelfTest(
             input={"site": "myblog.wordpress.com", "title": "Hello", "content": "x"},
             output=[("error", "Failed to create post: 401 - The OAuth2 token is invalid.")],
-            mocks={"_resolve": _public_resolve(), "_transport": lambda: httpx.MockTransport(_fake_wordpress)},
+            mocks=mock_wire(lambda: _fake_wordpress),
             credentials={
                 "credentials": Credentials(
                     "c",
@@ -200,11 +194,9 @@ class WordPressCreatePostBlock(ProviderCalls, Block):
                 )
             },
         ),
-        BlockSelfTest(
-            input={"site": "myblog.wordpress.com", "title": "Hello", "content": "x"},
-            output=[("error", lambda e: "10.0.0.7" in e and "allow_private_addresses" in e)],
-            mocks={"_resolve": _public_resolve("10.0.0.7")},
-            credentials={"credentials": TEST_CREDENTIALS},
+        private_address_self_test(
+            {"site": "myblog.wordpress.com", "title": "Hello", "content": "x"},
+            {"credentials": TEST_CREDENTIALS},
         ),
     )
 

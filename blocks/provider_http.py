@@ -30,7 +30,14 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
-from blocks.library.http import RequestRefused, _normalise_url, pin_to_checked_address
+from blocks.library.http import (
+    PRIVATE_TEST_ADDRESS,
+    PUBLIC_TEST_ADDRESS,
+    RequestRefused,
+    _normalise_url,
+    fixed_resolve,
+    pin_to_checked_address,
+)
 from blocks.sdk import BlockSelfTest, Credentials, RunContext
 
 __all__ = [
@@ -186,17 +193,6 @@ def answer_detail(response: httpx.Response, limit: int = 300) -> str:
 
 
 # --- self-test wiring: what the provider blocks' self-tests put in place of DNS and the wire ----------
-PUBLIC_TEST_ADDRESS = "93.184.215.14"  # example.com's: a public address
-PRIVATE_TEST_ADDRESS = "10.0.0.7"
-
-
-def fixed_resolve(address: str = PUBLIC_TEST_ADDRESS) -> Resolve:
-    """Name resolution for self-tests: every host resolves to `address`."""
-
-    async def resolve(host: str, port: int) -> list[str]:
-        return [address]
-
-    return resolve
 
 
 def mock_wire(

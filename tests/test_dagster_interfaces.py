@@ -8,12 +8,9 @@ PostgreSQL database of this test module; the graphs come from temporary agents d
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +25,7 @@ import psycopg2
 import pytest
 from dagster import DagsterInstance, DagsterRunStatus
 from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
+from support_processes import free_port, stop_process_group
 
 from agent_defs.engine import ReferenceEngine
 from agent_defs.graph import load_graph_file
@@ -312,27 +310,6 @@ def test_job_list_survives_bad_graphs_and_reports_them(cli_env: DagsterEnv, tmp_
 # --- 4 and 5. webserver + daemon + GraphQL -------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """Stop a server and everything it started (its own process group, by id)."""
-    with contextlib.suppress(ProcessLookupError):
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=20)
-    # Children that outlived the leader (a code server, a run worker) are still in its group.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-
-
 class Servers:
     """dagster-webserver and dagster-daemon on one Postgres-backed instance."""
 
@@ -372,12 +349,12 @@ class Servers:
 
     def stop_daemon(self) -> None:
         if self.daemon is not None:
-            _stop(self.daemon)
+            stop_process_group(self.daemon)
 
     def stop_all(self) -> None:
         for proc in (self.daemon, self.webserver):
             if proc is not None:
-                _stop(proc)
+                stop_process_group(proc)
 
     def log_tail(self) -> str:
         parts = []

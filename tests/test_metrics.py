@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +22,7 @@ import pytest
 import redis
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 from prometheus_client.parser import text_string_to_metric_families
+from support_processes import free_port, stop_process_group
 
 from agent_defs.engine import EngineLimits, ReferenceEngine, RunOptions
 from agent_defs.graph.builder import GraphBuilder
@@ -38,12 +37,6 @@ from blocks.library.xml_parser import XMLParserBlock
 
 BIN = Path(sys.executable).parent
 XML_ID = XMLParserBlock.id
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _adder() -> Graph:
@@ -109,7 +102,7 @@ def _scrape(port: int) -> Scraped:
 
 class MetricsServer:
     def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.log_path = log_path
         with log_path.open("wb") as log:
             self.process = subprocess.Popen(
@@ -134,13 +127,7 @@ class MetricsServer:
         return _scrape(self.port)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
+        stop_process_group(self.process)
 
 
 @dataclass
@@ -285,7 +272,7 @@ def test_a_new_metrics_process_reports_the_same_values(setup: Setup) -> None:
 
 
 def test_a_redis_outage_leaves_the_queue_gauges_out(setup: Setup) -> None:
-    env = {**setup.env, "AGENTFLOW_REDIS_URL": f"redis://127.0.0.1:{_free_port()}/0"}
+    env = {**setup.env, "AGENTFLOW_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
     server = MetricsServer(env, setup.root / "metrics-no-redis.log")
     try:
         scraped = server.scrape()

@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -27,6 +26,7 @@ import redis
 from cryptography.fernet import Fernet
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 from dagster._serdes import serialize_value
+from support_processes import free_port, stop_process_group
 
 from agent_defs.graph.builder import GraphBuilder
 from agent_defs.jobs.results import read_run_outputs
@@ -50,12 +50,6 @@ SECRET_ID = "e2e00000-0000-4000-8000-000000005ec2"
 SHORT_ID = "e2e00000-0000-4000-8000-0000000005a0"
 PLANTED = "sk-planted-" + uuid.uuid4().hex
 CALCULATOR_ID = CalculatorBlock.id
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _slow_graph(seconds: int) -> dict[str, Any]:
@@ -157,16 +151,6 @@ class Platform:
         return [json.loads(x) for x in self.redis.lrange(f"{self.prefix}:notifications:{user}", 0, -1)]
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
-
-
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     root = tmp_path_factory.mktemp("platform")
@@ -211,7 +195,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     env["DAGSTER_HOME"] = home
     with DagsterInstance.from_config(home):
         pass  # creates the storage once, before two processes race to create it
-    port = _free_port()
+    port = free_port()
     workspace = str(project_root() / "workspace.yaml")
     common = {"env": env, "cwd": project_root(), "start_new_session": True}
     with (root / "daemon.log").open("wb") as daemon_log, (root / "webserver.log").open("wb") as web_log:
@@ -243,8 +227,8 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
         platform.wait_for_run(warm, {DagsterRunStatus.SUCCESS}, timeout=180)
         yield platform
     finally:
-        _stop(daemon)
-        _stop(webserver)
+        stop_process_group(daemon)
+        stop_process_group(webserver)
         echo.shutdown()
         echo.server_close()
         for key in client.keys(f"{prefix}:*"):

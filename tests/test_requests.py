@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -21,6 +20,7 @@ from uuid import uuid4
 import pytest
 import redis
 from pydantic import ValidationError
+from support_processes import free_port
 
 from agent_defs.requests import (
     CancelRequest,
@@ -61,13 +61,6 @@ def prefix(client: redis.Redis) -> Iterator[str]:
 @pytest.fixture
 def queue(client: redis.Redis, prefix: str) -> RequestQueue:
     return RequestQueue(client, prefix, reclaim_idle_ms=RECLAIM_MS)
-
-
-def free_port() -> int:
-    """A local port nothing listens on (bound then released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def request(request_id: str, **extra: Any) -> ExecutionRequest:

@@ -12,12 +12,9 @@ screenshots of both pages go to artifacts/ui/.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -31,6 +28,7 @@ import httpx
 import pytest
 from dagster import DagsterInstance
 from playwright.sync_api import Page, expect, sync_playwright
+from support_processes import free_port, stop_process_group
 
 from agent_defs.graph import load_graph_file
 from agent_defs.jobs.compiler import SUMMARY_OP, compile_graph
@@ -69,26 +67,6 @@ _OWN_VARS = (
     "AGENTFLOW_DATABASE_URL",
     "AGENTFLOW_AGENTS_DIR",
 )
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """Stop the webserver and its code server (its own process group, by id)."""
-    with contextlib.suppress(ProcessLookupError):
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=20)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
 
 
 @dataclass
@@ -177,7 +155,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UiSite]:
             log=log,
         )
     finally:
-        _stop(proc)
+        stop_process_group(proc)
 
 
 @pytest.fixture(scope="module")

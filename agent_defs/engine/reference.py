@@ -26,6 +26,7 @@ from agent_defs.credentials.redaction import Redactor
 from agent_defs.engine import dynamic_pins
 from agent_defs.engine.costs import Pricing, block_usage_cost, matching_cost
 from agent_defs.graph.model import Graph, Link, Node
+from agent_defs.graph.validation import sub_graph_of
 from agent_defs.resilience.policy import (
     BreakerService,
     NodeGuard,
@@ -404,13 +405,9 @@ def _outgoing_links(
         sink = graph.nodes_by_id[link.sink_id]
         name = description = ""
         if sink_block.block_type is BlockType.AGENT:
-            data = sink.input_default
-            try:
-                version = int(data.get("graph_version") or 0)
-            except (TypeError, ValueError):
-                version = 0
-            sub = root.find_sub_graph(str(data.get("graph_id", "")), version, sink.label)
-            name = sub.name if sub is not None else str(sink.label or data.get("graph_id", ""))
+            # The sub-graph this AgentExecutor runs, found as validation finds it.
+            sub = sub_graph_of(root, sink)
+            name = sub.name if sub is not None else str(sink.label or sink.input_default.get("graph_id", ""))
             description = sub.description if sub is not None else ""
         result.append(
             OutgoingLink(
@@ -665,21 +662,32 @@ class _Run:
     def _check(self, plan: _NodePlan, ex: NodeExecution, mask: Mapping[str, Any] | None) -> None:
         if not plan.required_pins.issubset(ex.inputs):
             return
+        data = None
         if plan.custom_ready:
-            data = {**plan.node.input_default, **ex.inputs, **(mask or {})}
-            if plan.has_dynamic_inputs or (mask and any(dynamic_pins.is_dynamic(k) for k in mask)):
-                data = dynamic_pins.merge(data)
+            data = self._merged_input(plan, ex, mask)
             if plan.block.missing_inputs(data):
                 return
         self.waiting[plan.node.id].remove(ex)
-        self._make_ready(plan, ex, mask)
+        self._make_ready(plan, ex, mask, data)
 
-    def _make_ready(self, plan: _NodePlan, ex: NodeExecution, mask: Mapping[str, Any] | None) -> None:
+    @staticmethod
+    def _merged_input(plan: _NodePlan, ex: NodeExecution, mask: Mapping[str, Any] | None) -> dict[str, Any]:
+        """Defaults, the values that arrived, then the run's mask; dynamic pins folded back."""
         data = {**plan.node.input_default, **ex.inputs}
         if mask:
             data.update(mask)
         if plan.has_dynamic_inputs or (mask and any(dynamic_pins.is_dynamic(k) for k in mask)):
             data = dynamic_pins.merge(data)
+        return data
+
+    def _make_ready(
+        self,
+        plan: _NodePlan,
+        ex: NodeExecution,
+        mask: Mapping[str, Any] | None,
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        data = data if data is not None else self._merged_input(plan, ex, mask)
         ex.input_data = data
         try:
             ex.validated = plan.block.make_input(data)

@@ -142,8 +142,6 @@ def _cancel(context: SensorEvaluationContext, queue: RequestQueue, consumer: str
 def _run_requests(
     context: SensorEvaluationContext, queue: RequestQueue, routing: RequestRouting, consumer: str
 ) -> Iterator[RunRequest]:
-    import redis
-
     for delivery in queue.read(consumer, count=MAX_READ, block_ms=LISTEN_MS):
         request = delivery.request
         if request is None:
@@ -165,8 +163,6 @@ def _run_requests(
             errors = "; ".join(e.message for e in exc.errors) or str(exc)
             queue.dead_letter(delivery, f"request {request.request_id}: inputs do not fit {job}: {errors}")
             continue
-        except redis.RedisError:
-            raise
         except Exception as exc:
             # One request this reader cannot handle must not fail the tick for the others.
             queue.dead_letter(

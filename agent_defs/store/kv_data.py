@@ -34,7 +34,25 @@ def _encode(value: Any) -> str:
         raise KeyValueStoreError(f"the value cannot be stored as JSON: {exc}") from None
 
 
-class SqliteKeyValueStore:
+class _BlockingStore:
+    """The async KeyValueStore face over a store's blocking `_get` / `_put` (run in a worker thread)."""
+
+    def _get(self, user_id: str, key: str) -> Any | None:
+        raise NotImplementedError
+
+    def _put(self, user_id: str, key: str, data: str, node_exec_id: str) -> None:
+        raise NotImplementedError
+
+    async def get(self, user_id: str, key: str) -> Any | None:
+        return await asyncio.to_thread(self._get, user_id, key)
+
+    async def put(self, user_id: str, key: str, value: Any, node_exec_id: str) -> Any:
+        data = _encode(value)
+        await asyncio.to_thread(self._put, user_id, key, data, node_exec_id)
+        return json.loads(data)
+
+
+class SqliteKeyValueStore(_BlockingStore):
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
@@ -72,14 +90,6 @@ class SqliteKeyValueStore:
                 (user_id, key, data, node_exec_id, time.time()),
             )
 
-    async def get(self, user_id: str, key: str) -> Any | None:
-        return await asyncio.to_thread(self._get, user_id, key)
-
-    async def put(self, user_id: str, key: str, value: Any, node_exec_id: str) -> Any:
-        data = _encode(value)
-        await asyncio.to_thread(self._put, user_id, key, data, node_exec_id)
-        return json.loads(data)
-
 
 _PG_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS {TABLE} (
@@ -93,7 +103,7 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
 """
 
 
-class PostgresKeyValueStore:
+class PostgresKeyValueStore(_BlockingStore):
     def __init__(self, dsn: str) -> None:
         self._pool = PgPool(dsn, schema_sql=_PG_SCHEMA, error=KeyValueStoreError, what="key-value data")
 
@@ -114,14 +124,6 @@ class PostgresKeyValueStore:
                 "node_exec_id = EXCLUDED.node_exec_id, updated_at = now()",
                 (user_id, key, data, node_exec_id),
             )
-
-    async def get(self, user_id: str, key: str) -> Any | None:
-        return await asyncio.to_thread(self._get, user_id, key)
-
-    async def put(self, user_id: str, key: str, value: Any, node_exec_id: str) -> Any:
-        data = _encode(value)
-        await asyncio.to_thread(self._put, user_id, key, data, node_exec_id)
-        return json.loads(data)
 
     def close(self) -> None:
         self._pool.close()

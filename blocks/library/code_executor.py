@@ -35,7 +35,13 @@ from typing import Any
 
 from pydantic import Field, SecretStr
 
-from blocks.library.http import RequestRefused, _normalise_url, pin_to_checked_address
+from blocks.library.http import (
+    PRIVATE_TEST_ADDRESS,
+    RequestRefused,
+    _normalise_url,
+    fixed_resolve,
+    pin_to_checked_address,
+)
 from blocks.provider_http import resolve_host
 from blocks.sdk import (
     Block,
@@ -141,14 +147,6 @@ TEST_CREDENTIALS = Credentials(
 )
 
 
-async def _public_resolve(host: str, port: int) -> list[str]:
-    return ["93.184.215.14"]
-
-
-async def _private_resolve(host: str, port: int) -> list[str]:
-    return ["10.0.0.7"]
-
-
 async def _hello_world(endpoint: E2BEndpoint, code: str, *args: Any) -> CodeRun:
     if endpoint.api_key.get_secret_value() != "mock-e2b-api-key":
         raise CodeExecutionFailed("the credential's key did not reach the sandbox call")
@@ -214,19 +212,19 @@ class ExecuteCodeBlock(Block):
                 ("response", "Hello World"),
                 ("stdout_logs", "Hello World\n"),
             ],
-            mocks={"_resolve": _public_resolve, "execute_code": _hello_world},
+            mocks={"_resolve": fixed_resolve(), "execute_code": _hello_world},
             credentials={"credentials": TEST_CREDENTIALS},
         ),
         BlockSelfTest(
             input={"code": "print(1)"},
             output=[("error", lambda e: "AuthenticationException" in e and "mock-e2b-api-key" not in e)],
-            mocks={"_resolve": _public_resolve, "execute_code": _raises},
+            mocks={"_resolve": fixed_resolve(), "execute_code": _raises},
             credentials={"credentials": TEST_CREDENTIALS},
         ),
         BlockSelfTest(
             input={"code": "print(1)"},
             output=[("error", lambda e: "10.0.0.7" in e and "allow_private_addresses" in e)],
-            mocks={"_resolve": _private_resolve},
+            mocks={"_resolve": fixed_resolve(PRIVATE_TEST_ADDRESS)},
             credentials={"credentials": TEST_CREDENTIALS},
         ),
     )

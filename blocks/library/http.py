@@ -60,6 +60,19 @@ HTTP_RETRY_POLICY = RetryPolicy(
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
+PUBLIC_TEST_ADDRESS = "93.184.215.14"  # example.com's: a public address
+PRIVATE_TEST_ADDRESS = "10.0.0.7"
+
+
+def fixed_resolve(address: str = PUBLIC_TEST_ADDRESS) -> Callable[[str, int], Awaitable[list[str]]]:
+    """Name resolution for self-tests: every host resolves to `address`."""
+
+    async def resolve(host: str, port: int) -> list[str]:
+        return [address]
+
+    return resolve
+
+
 class HttpMethod(StrEnum):
     GET = "GET"
     POST = "POST"
@@ -202,7 +215,7 @@ class SendWebRequestBlock(Block):
             input={"url": "https://api.example.com/items", "method": "POST", "body": '{"name": "x"}'},
             output=[("response", {"ok": True, "echo": {"name": "x"}})],
             mocks={
-                "_resolve": lambda host, port: _fake_resolve(host, port, "93.184.215.14"),
+                "_resolve": fixed_resolve(),
                 "_send": lambda out: _fake_send(out, 200),
             },
         ),
@@ -210,14 +223,14 @@ class SendWebRequestBlock(Block):
             input={"url": "https://api.example.com/missing", "method": "GET"},
             output=[("client_error", {"ok": False, "echo": None})],
             mocks={
-                "_resolve": lambda host, port: _fake_resolve(host, port, "93.184.215.14"),
+                "_resolve": fixed_resolve(),
                 "_send": lambda out: _fake_send(out, 404),
             },
         ),
         BlockSelfTest(
             input={"url": "http://intranet.example/", "method": "GET"},
             output=[("error", lambda e: "intranet.example" in e and "10.1.2.3" in e)],
-            mocks={"_resolve": lambda host, port: _fake_resolve(host, port, "10.1.2.3")},
+            mocks={"_resolve": fixed_resolve("10.1.2.3")},
         ),
         BlockSelfTest(
             input={"url": "http://127.0.0.1:9/", "method": "GET"},
@@ -352,10 +365,6 @@ class SendWebRequestBlock(Block):
             yield "server_error", result
 
 
-async def _fake_resolve(host: str, port: int, address: str) -> list[str]:
-    return [address]
-
-
 async def _fake_send(out: OutgoingRequest, status: int) -> httpx.Response:
     """Self-test stand-in for the network: echoes the JSON body it was given."""
     if out.headers.get("Host") != "api.example.com" or out.url.host != "93.184.215.14":
@@ -386,7 +395,7 @@ class SendAuthenticatedWebRequestBlock(SendWebRequestBlock):
             input={"url": "https://api.example.com/me", "method": "GET", "credentials": {"id": "c1"}},
             output=[("response", {"ok": True, "echo": None})],
             mocks={
-                "_resolve": lambda host, port: _fake_resolve(host, port, "93.184.215.14"),
+                "_resolve": fixed_resolve(),
                 "_send": lambda out: _fake_send(
                     out, 200 if out.headers.get("Authorization") == "Bearer t0k3n" else 401
                 ),

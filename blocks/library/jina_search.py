@@ -29,7 +29,13 @@ from urllib.parse import quote
 import httpx
 from pydantic import Field, SecretStr
 
-from blocks.library.http import RequestRefused, _normalise_url, pin_to_checked_address
+from blocks.library.http import (
+    PRIVATE_TEST_ADDRESS,
+    RequestRefused,
+    _normalise_url,
+    fixed_resolve,
+    pin_to_checked_address,
+)
 from blocks.sdk import (
     Block,
     BlockCategory,
@@ -110,13 +116,6 @@ class _JinaBlock(Block):
         return await self._send(target, {**headers, "Host": parsed.netloc.decode("ascii")}, sni)
 
 
-def _fake_resolve(address: str) -> Any:
-    async def resolve(host: str, port: int) -> list[str]:
-        return [address]
-
-    return resolve
-
-
 def _fake_send(text: str, status: int = 200) -> Any:
     async def send(url: httpx.URL, headers: dict[str, str], sni: str | None) -> httpx.Response:
         if headers.get("Authorization") != "Bearer jina-test-key":
@@ -151,19 +150,19 @@ class SearchTheWebBlock(_JinaBlock):
         BlockSelfTest(
             input={"query": "Artificial Intelligence"},
             output=[("results", "search content /Artificial%20Intelligence")],
-            mocks={"_resolve": _fake_resolve("93.184.215.14"), "_send": _fake_send("search content")},
+            mocks={"_resolve": fixed_resolve(), "_send": _fake_send("search content")},
             credentials={"credentials": TEST_CREDENTIALS},
         ),
         BlockSelfTest(
             input={"query": "x"},
             output=[("error", lambda e: "Search service unavailable" in e and "jina-test-key" not in e)],
-            mocks={"_resolve": _fake_resolve("93.184.215.14"), "_send": _fake_send("boom", 503)},
+            mocks={"_resolve": fixed_resolve(), "_send": _fake_send("boom", 503)},
             credentials={"credentials": TEST_CREDENTIALS},
         ),
         BlockSelfTest(
             input={"query": "x"},
             output=[("error", lambda e: "10.0.0.7" in e and "allow_private_addresses" in e)],
-            mocks={"_resolve": _fake_resolve("10.0.0.7")},
+            mocks={"_resolve": fixed_resolve(PRIVATE_TEST_ADDRESS)},
             credentials={"credentials": TEST_CREDENTIALS},
         ),
     )
@@ -213,7 +212,7 @@ class ExtractWebsiteContentBlock(_JinaBlock):
         BlockSelfTest(
             input={"url": "https://en.wikipedia.org/wiki/Artificial_intelligence"},
             output=[("content", "scraped content /https://en.wikipedia.org/wiki/Artificial_intelligence")],
-            mocks={"_resolve": _fake_resolve("93.184.215.14"), "_send": _fake_send("scraped content")},
+            mocks={"_resolve": fixed_resolve(), "_send": _fake_send("scraped content")},
             credentials={"credentials": TEST_CREDENTIALS},
         ),
         BlockSelfTest(

@@ -36,7 +36,14 @@ class _MemoryStore:
         return value
 
 
-class PersistInformationBlock(Block):
+class _KeyValueBlock(Block):
+    """What both blocks share: the run's store (self-tests replace `_store`). Abstract: no id."""
+
+    def _store(self, ctx: RunContext) -> KeyValueStore | None:
+        return ctx.kv_store
+
+
+class PersistInformationBlock(_KeyValueBlock):
     id = "1d055e55-a2b9-4547-8311-907d05b0304d"
     description = "Saves a key-value pair that persists across runs (read it back with RetrieveInformation)."
     categories = frozenset({BlockCategory.DATA})
@@ -65,9 +72,6 @@ class PersistInformationBlock(Block):
         ),
     )
 
-    def _store(self, ctx: RunContext) -> KeyValueStore | None:
-        return ctx.kv_store
-
     async def run(self, input: Input, ctx: RunContext) -> AsyncIterator[tuple[str, Any]]:
         store = self._store(ctx)
         if store is None:
@@ -77,7 +81,7 @@ class PersistInformationBlock(Block):
         yield "value", await store.put(ctx.user_id, key, input.value, ctx.node_exec_id)
 
 
-class RetrieveInformationBlock(Block):
+class RetrieveInformationBlock(_KeyValueBlock):
     id = "d8710fc9-6e29-481e-a7d5-165eb16f8471"
     description = "Reads back a value PersistInformation saved in this or an earlier run."
     categories = frozenset({BlockCategory.DATA})
@@ -106,9 +110,6 @@ class RetrieveInformationBlock(Block):
             mocks={"_store": lambda ctx: _MemoryStore({("local", "global#theme"): "dark"})},
         ),
     )
-
-    def _store(self, ctx: RunContext) -> KeyValueStore | None:
-        return ctx.kv_store
 
     async def run(self, input: Input, ctx: RunContext) -> AsyncIterator[tuple[str, Any]]:
         store = self._store(ctx)

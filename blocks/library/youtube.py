@@ -42,7 +42,13 @@ from urllib.parse import parse_qs, urlparse
 import httpx
 from pydantic import Field
 
-from blocks.library.http import RequestRefused, _normalise_url, pin_to_checked_address
+from blocks.library.http import (
+    PRIVATE_TEST_ADDRESS,
+    RequestRefused,
+    _normalise_url,
+    fixed_resolve,
+    pin_to_checked_address,
+)
 from blocks.sdk import (
     Block,
     BlockCategory,
@@ -252,13 +258,6 @@ def format_transcript(transcript: Any) -> str:
 
 
 # --- self-test helpers --------------------------------------------------------------------------------
-def _fake_resolve(address: str) -> Any:
-    async def resolve(host: str, port: int) -> list[str]:
-        return [address]
-
-    return resolve
-
-
 def _fake_fetch(video_id: str, route: Route) -> Any:
     if route.target.host != "93.184.215.14" or route.sni != "www.youtube.com":
         raise AssertionError(f"requests not pinned to the checked address: {route}")
@@ -301,7 +300,7 @@ class TranscribeYoutubeVideoBlock(Block):
             ],
             mocks={
                 "_base_url": lambda: YOUTUBE_ORIGIN,
-                "_resolve": _fake_resolve("93.184.215.14"),
+                "_resolve": fixed_resolve(),
                 "_fetch_transcript": _fake_fetch,
             },
         ),
@@ -317,7 +316,7 @@ class TranscribeYoutubeVideoBlock(Block):
             ],
             mocks={
                 "_base_url": lambda: "https://youtube.internal.example",
-                "_resolve": _fake_resolve("10.0.0.7"),
+                "_resolve": fixed_resolve(PRIVATE_TEST_ADDRESS),
             },
         ),
     )

@@ -37,7 +37,7 @@ def assert_no_traceback(proc: subprocess.CompletedProcess[str]) -> None:
 def test_corpus_is_complete() -> None:
     files = {p.name for p in CORPUS.iterdir() if p.name != "expected.json"}
     assert files == set(EXPECTED), "every corpus file needs an expectation and every expectation a file"
-    assert len(files) >= 18
+    assert len(files) >= 40
     assert all(EXPECTED.values()), "every case must expect at least one substring"
 
 

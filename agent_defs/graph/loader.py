@@ -6,7 +6,8 @@ Every structural problem is collected, so one read reports all of them, each nam
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import math
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,34 @@ def parse_graph(data: Any, source: str = "graph") -> Graph:
     return graph
 
 
+def _non_finite(value: Any, path: str = "") -> Iterator[tuple[str, float]]:
+    """(path, value) of every NaN or infinite number in `value`. JSON has none (Python's parser
+    accepts NaN and Infinity, and reads 1e400 as infinity), and AutoGPT stores graphs as JSON: one
+    rule for validate, run and import alike is to refuse them when the export is read."""
+    if isinstance(value, float) and not math.isfinite(value):
+        yield path, value
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _non_finite(item, f"{path}[{key!r}]")
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            yield from _non_finite(item, f"{path}[{index}]")
+
+
+def _not_json_number(
+    where: str, what: str, value: Any, node: str | None = None, pin: str | None = None
+) -> Iterator[GraphProblem]:
+    """A problem for each NaN/Infinity inside `value` (`what` names the field it is in)."""
+    for path, number in _non_finite(value):
+        shown = "NaN" if math.isnan(number) else ("Infinity" if number > 0 else "-Infinity")
+        yield GraphProblem(
+            where,
+            f"{what}{path} is {shown}, which is not a JSON number (use a finite number, null or a string)",
+            node=node,
+            pin=pin,
+        )
+
+
 def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
@@ -89,6 +118,9 @@ def _parse_graph(data: Any, source: str, problems: list[GraphProblem], broken: s
     if not isinstance(raw_nodes, list):
         problems.append(GraphProblem(where, "'nodes' must be a list"))
         raw_nodes = []
+    for key, value in data.items():
+        if key not in ("nodes", "links", "sub_graphs", "subgraphs"):
+            problems.extend(_not_json_number(where, repr(key), value))
     graph_problems = len(problems) - start  # problems with the graph as a whole
     nodes = [n for i, raw in enumerate(raw_nodes) if (n := _parse_node(raw, i, where, problems))]
     parsed = {n.id for n in nodes}
@@ -156,6 +188,13 @@ def _parse_node(raw: Any, index: int, where: str, problems: list[GraphProblem]) 
     metadata = raw.get("metadata") or {}
     if not isinstance(metadata, Mapping):
         metadata = {}
+    custom = metadata.get("customized_name")
+    named = f"{label} ({custom})" if isinstance(custom, str) and custom else label
+    for pin, value in input_default.items():
+        problems.extend(_not_json_number(where, "its default", value, node=named, pin=str(pin)))
+    for key, value in raw.items():
+        if key != "input_default":
+            problems.extend(_not_json_number(where, repr(key), value, node=named))
     if node_id is None or block_id is None:
         return None
     return Node(id=node_id, block_id=block_id, input_default=dict(input_default), metadata=dict(metadata))
@@ -173,6 +212,8 @@ def _parse_link(raw: Any, index: int, where: str, problems: list[GraphProblem]) 
             missing.append(key)
         fields[key] = value or ""
     link_id = _text(raw.get("id")) or f"link-{index}"
+    for key, value in raw.items():
+        problems.extend(_not_json_number(where, f"link {link_id} {key!r}", value))
     if missing:
         problems.append(GraphProblem(where, f"link {link_id} has no string {', '.join(map(repr, missing))}"))
         return None

@@ -41,15 +41,66 @@ def test_corpus_is_complete() -> None:
     assert all(EXPECTED.values()), "every case must expect at least one substring"
 
 
-@pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_validate_reports_the_problem_and_where(name: str) -> None:
-    proc = agentflow("validate", CORPUS / name)
-    output = proc.stdout + proc.stderr
-    assert proc.returncode == 1, output
+GOOD = (ROOT / "agents" / "count_to_n.json", ROOT / "agents" / "running_total.json")
+
+
+def _split_report(stdout: str) -> dict[str, str]:
+    """`agentflow validate` output, per file: its FAIL/OK line and the problem lines under it."""
+    blocks: dict[str, str] = {}
+    current = ""
+    for line in stdout.splitlines(keepends=True):
+        if line.startswith(("FAIL ", "OK   ")):
+            current = line[5:].split(" (", 1)[0]
+            blocks[current] = ""
+        blocks[current] += line
+    return blocks
+
+
+@pytest.fixture(scope="module")
+def corpus_report() -> dict[str, str]:
+    """One `agentflow validate` over every corpus file, with good graphs between and after them."""
+    bad = [CORPUS / name for name in sorted(EXPECTED)]
+    half = len(bad) // 2
+    proc = agentflow("validate", *bad[:half], GOOD[0], *bad[half:], GOOD[1])
+    assert proc.returncode == 1, proc.stdout + proc.stderr
     assert_no_traceback(proc)
-    assert proc.stdout.startswith(f"FAIL {CORPUS / name} ("), output
+    assert proc.stderr == ""
+    return _split_report(proc.stdout)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_validate_reports_the_problem_and_where(name: str, corpus_report: dict[str, str]) -> None:
+    output = corpus_report[str(CORPUS / name)]
+    assert output.startswith(f"FAIL {CORPUS / name} ("), output
     missing = [s for s in EXPECTED[name] if s not in output]
     assert not missing, f"missing {missing!r} in:\n{output}"
+
+
+def test_good_graphs_validated_with_the_corpus_still_pass(corpus_report: dict[str, str]) -> None:
+    for good in GOOD:
+        assert corpus_report[str(good)].startswith(f"OK   {good} ("), corpus_report[str(good)]
+    assert len(corpus_report) == len(EXPECTED) + len(GOOD)
+
+
+def test_import_stores_the_good_graphs_and_nothing_of_the_corpus(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    bad = [CORPUS / name for name in sorted(EXPECTED)]
+    proc = agentflow("import", "--store-dir", store, *bad, *GOOD)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert_no_traceback(proc)
+    for name in sorted(EXPECTED):
+        block = next(b for b in proc.stdout.split("FAIL ") if b.startswith(f"{CORPUS / name}:"))
+        assert "not stored" in block, block
+        missing = [s for s in EXPECTED[name] if s not in block]
+        assert not missing, f"missing {missing!r} in:\n{block}"
+    stored = [line for line in proc.stdout.splitlines() if line.startswith("stored ")]
+    assert [line.split()[1:3] for line in stored] == [["Count", "to"], ["Running", "Total"]], proc.stdout
+    graphs = agentflow("graphs", "--store-dir", store)
+    assert graphs.returncode == 0, graphs.stdout + graphs.stderr
+    assert sorted(line.split()[-2:] for line in graphs.stdout.splitlines()) == [
+        ["Running", "Total"],
+        ["to", "N"],
+    ], graphs.stdout
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))

@@ -61,26 +61,25 @@ def parse_graph(data: Any, source: str = "graph") -> Graph:
     return graph
 
 
-def _non_finite(value: Any, path: str = "") -> Iterator[tuple[str, float]]:
-    """(path, value) of every NaN or infinite number in `value`. JSON has none (Python's parser
-    accepts NaN and Infinity, and reads 1e400 as infinity), and AutoGPT stores graphs as JSON: one
-    rule for validate, run and import alike is to refuse them when the export is read."""
+def non_finite_numbers(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
+    """(path, "NaN" / "Infinity" / "-Infinity") for every such number in `value`. JSON has none
+    (Python's parser accepts NaN and Infinity, and reads 1e400 as infinity), and AutoGPT stores graphs
+    as JSON: one rule for validate, run and import alike is to refuse them when an export is read."""
     if isinstance(value, float) and not math.isfinite(value):
-        yield path, value
+        yield path, "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
     elif isinstance(value, Mapping):
         for key, item in value.items():
-            yield from _non_finite(item, f"{path}[{key!r}]")
+            yield from non_finite_numbers(item, f"{path}[{key!r}]")
     elif isinstance(value, list | tuple):
         for index, item in enumerate(value):
-            yield from _non_finite(item, f"{path}[{index}]")
+            yield from non_finite_numbers(item, f"{path}[{index}]")
 
 
 def _not_json_number(
     where: str, what: str, value: Any, node: str | None = None, pin: str | None = None
 ) -> Iterator[GraphProblem]:
     """A problem for each NaN/Infinity inside `value` (`what` names the field it is in)."""
-    for path, number in _non_finite(value):
-        shown = "NaN" if math.isnan(number) else ("Infinity" if number > 0 else "-Infinity")
+    for path, shown in non_finite_numbers(value):
         yield GraphProblem(
             where,
             f"{what}{path} is {shown}, which is not a JSON number (use a finite number, null or a string)",

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from agent_defs.engine import ReferenceEngine
-from agent_defs.graph import GraphLoadError
+from agent_defs.graph import GraphLoadError, parse_graph
 from agent_defs.graph.builder import GraphBuilder
 from agent_defs.graph.validation import validate_graph
 from agent_defs.store import DirectoryGraphStore
@@ -82,3 +82,27 @@ def test_the_store_refuses_nan_naming_node_and_pin(tmp_path: Path) -> None:
         "(use a finite number, null or a string)"
     )
     assert store.refs() == []
+
+
+@pytest.mark.parametrize(
+    ("given", "static"), [("false", False), ("true", True), (0, False), ("1", True), (None, False)]
+)
+def test_is_static_reads_as_autogpt_reads_it(given: object, static: bool) -> None:
+    """AutoGPT's Link model is pydantic: the text "false" is not a static link (bool("false") would be)."""
+    export = {
+        "id": "g-static",
+        "name": "Static",
+        "nodes": [{"id": "keep", "block_id": StoreValueBlock.id, "input_default": {"input": 1}}],
+        "links": [
+            {
+                "id": "l1",
+                "source_id": "keep",
+                "source_name": "output",
+                "sink_id": "keep",
+                "sink_name": "data",
+            },
+        ],
+    }
+    export["links"][0]["is_static"] = given
+    (link,) = parse_graph(export).links
+    assert link.is_static is static

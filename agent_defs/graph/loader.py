@@ -11,7 +11,13 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from pydantic import TypeAdapter, ValidationError
+
 from agent_defs.graph.model import Graph, GraphProblem, Link, Node
+
+# AutoGPT stores a graph's version as a 32-bit integer (Prisma Int), and so does the Postgres store.
+MAX_VERSION = 2**31 - 1
+_BOOL = TypeAdapter(bool)
 
 _GRAPH_KEYS = {"id", "version", "name", "description", "nodes", "links", "sub_graphs", "subgraphs"}
 
@@ -110,6 +116,11 @@ def _parse_graph(data: Any, source: str, problems: list[GraphProblem], broken: s
     version = data.get("version", 1)
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         problems.append(GraphProblem(where, f"'version' must be a positive integer, got {version!r}"))
+        version = 1
+    elif version > MAX_VERSION:
+        problems.append(
+            GraphProblem(where, f"'version' must be at most {MAX_VERSION} (a 32-bit integer), got {version}")
+        )
         version = 1
     where = f"graph {name or graph_id!r} ({graph_id} v{version})"
 
@@ -216,5 +227,13 @@ def _parse_link(raw: Any, index: int, where: str, problems: list[GraphProblem]) 
     if missing:
         problems.append(GraphProblem(where, f"link {link_id} has no string {', '.join(map(repr, missing))}"))
         return None
-    is_static = raw.get("is_static", False)
-    return Link(id=link_id, is_static=bool(is_static), **fields)
+    is_static = raw.get("is_static")
+    try:
+        # AutoGPT's Link model reads it as a pydantic bool: "false" and 0 are False, not truthy.
+        static = False if is_static is None else _BOOL.validate_python(is_static)
+    except ValidationError:
+        problems.append(
+            GraphProblem(where, f"link {link_id}: 'is_static' must be true or false, got {is_static!r}")
+        )
+        return None
+    return Link(id=link_id, is_static=static, **fields)

@@ -172,3 +172,26 @@ def test_an_unreadable_file_is_reported_not_raised(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert_no_traceback(proc)
     assert f"file {bad}: cannot be read" in proc.stdout, proc.stdout
+
+
+def test_the_code_location_loads_the_good_graphs_stored_among_the_corpus(tmp_path: Path) -> None:
+    """A store holding every corpus case and the good graphs: the catalog the code location builds
+    has a job for each good graph and reports each bad one by its file or its graph's name (the
+    directory store reads strict JSON, so a NaN file is "not valid JSON" there, with its line)."""
+    from agent_defs.jobs.catalog import build_catalog
+    from agent_defs.store import DirectoryGraphStore
+
+    for path in [*(CORPUS / name for name in EXPECTED), *GOOD]:
+        (tmp_path / path.name).write_bytes(path.read_bytes())
+    catalog = build_catalog(DirectoryGraphStore(tmp_path))
+    assert set(catalog.jobs) == {"Count_to_N_v1", "Running_Total_v1"}
+    text = "\n".join(catalog.problems)
+    for name in sorted(EXPECTED):
+        try:
+            graph_name = json.loads((CORPUS / name).read_text(encoding="utf-8"))["name"]
+        except (ValueError, TypeError, KeyError):
+            graph_name = None
+        # A bad sub-graph is reported under its own name (the first expectation of those cases).
+        places = (f"file {tmp_path / name}:", f"graph {graph_name!r}", f"graph {EXPECTED[name][0]!r}")
+        reported = any(place in text for place in places)
+        assert reported, f"{name} is not reported:\n{text}"

@@ -41,6 +41,22 @@ def test_defaults_that_autogpt_converts_validate_and_run_converted() -> None:
     assert result.outputs == {"product": [8], "text": ["42"], "list": [[1, 2, 3]]}
 
 
+def test_a_null_default_takes_the_pins_own_default_as_in_autogpt() -> None:
+    """AutoGPT drops None inputs before building the block's input: the node runs with the pin's
+    default (here round_result=False), rather than being left unrun for a "wrong type"."""
+    b = GraphBuilder("null default")
+    b.node(CalculatorBlock, node_id="calc", operation="Divide", a=7, b=2, round_result=None)
+    b.node(FillTextTemplateBlock, node_id="fmt", format="{{ x }}", values={"x": None}, escape_html=None)
+    b.node(AgentOutputBlock, node_id="out", name="quotient")
+    b.node(AgentOutputBlock, node_id="text", name="text")
+    b.link("calc", "result", "out", "value").link("fmt", "output", "text", "value")
+    graph = b.build()
+    assert validate_graph(graph) == []
+    result = ReferenceEngine().run_sync(graph, {})
+    assert result.skipped == []
+    assert result.outputs == {"quotient": [3.5], "text": ["None"]}
+
+
 def test_a_bad_default_on_a_linked_pin_is_never_used_so_it_is_not_reported() -> None:
     b = GraphBuilder("linked pin default")
     b.node(AgentInputBlock, node_id="in", name="x")

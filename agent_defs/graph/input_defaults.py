@@ -17,9 +17,8 @@ from blocks.sdk import BlockInputError
 
 
 def _used_defaults(input_default: Mapping[str, Any], overridden: frozenset[str]) -> dict[str, Any]:
-    """The defaults a node execution runs with: a linked pin's value replaces its default, and a
-    None default is dropped (AutoGPT's `Block.execute` drops None inputs)."""
-    return {k: v for k, v in input_default.items() if v is not None and k not in overridden}
+    """The defaults a node execution runs with: a linked pin's value replaces its default."""
+    return {k: v for k, v in input_default.items() if k not in overridden}
 
 
 def default_problems(

@@ -71,14 +71,20 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def parse_input_value(raw: str) -> Any:
-    """NAME=VALUE values are JSON when they parse as JSON, else plain strings."""
+    """NAME=VALUE values are JSON when they parse as JSON, else plain strings (NaN and Infinity are
+    not JSON, though Python's parser takes them: such a value stays text, as in a graph export)."""
+    from agent_defs.graph.loader import non_finite_numbers
+
     try:
-        return json.loads(raw)
+        value = json.loads(raw)
     except json.JSONDecodeError:
         return raw
+    return raw if any(non_finite_numbers(value)) else value
 
 
 def _collect_inputs(args: argparse.Namespace) -> dict[str, Any]:
+    from agent_defs.graph.loader import non_finite_numbers
+
     inputs: dict[str, Any] = {}
     if args.inputs_json:
         try:
@@ -87,6 +93,8 @@ def _collect_inputs(args: argparse.Namespace) -> dict[str, Any]:
             raise CliError(f"--inputs-json is not valid JSON: {exc.msg} at column {exc.colno}") from None
         if not isinstance(given, dict):
             raise CliError(f"--inputs-json must be a JSON object, got {type(given).__name__}")
+        for path, number in non_finite_numbers(given):
+            raise CliError(f"--inputs-json: {path} is {number}, which is not a JSON number")
         inputs.update(given)
     for item in args.input or []:
         name, sep, value = item.partition("=")

@@ -350,8 +350,11 @@ class Block:
         """Validate a node execution's merged input (defaults, pin values, mask) into the Input model.
 
         Like AutoGPT, values that fail validation are converted to the pin's declared type once
-        (e.g. 3 -> "3" for a text pin, "2.5" -> 2.5 for a number pin) before giving up.
+        (e.g. 3 -> "3" for a text pin, "2.5" -> 2.5 for a number pin) before giving up. A pin given
+        None takes its own default, as in AutoGPT, whose input check and `Block.execute` leave None
+        values out (a null default would otherwise leave the node unrun, or make a text pin "None").
         """
+        data = {k: v for k, v in data.items() if v is not None}
         try:
             return self.Input.model_validate(data)
         except ValidationError as first:

@@ -142,6 +142,10 @@ def test_run_plain_text_output() -> None:
         ("", ""),
         ("{not json", "{not json"),
         ("a=b", "a=b"),
+        ("NaN", "NaN"),
+        ("-Infinity", "-Infinity"),
+        ("1e400", "1e400"),
+        ("[1, NaN]", "[1, NaN]"),
     ],
 )
 def test_parse_input_value(raw: str, value: object) -> None:
@@ -183,6 +187,8 @@ def test_input_overrides_inputs_json() -> None:
         ("[3]", "error: --inputs-json must be a JSON object, got list"),
         ("3", "error: --inputs-json must be a JSON object, got int"),
         ('"limit=3"', "error: --inputs-json must be a JSON object, got str"),
+        ('{"limit": NaN}', "error: --inputs-json: ['limit'] is NaN, which is not a JSON number"),
+        ('{"limit": [1e400]}', "error: --inputs-json: ['limit'][0] is Infinity, which is not a JSON number"),
     ],
 )
 def test_inputs_json_must_be_a_json_object(given: str, message: str | None) -> None:

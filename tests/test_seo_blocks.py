@@ -137,7 +137,8 @@ def test_keyword_suggestions_with_serp_and_clickstream_data(seo: Any) -> None:
     (request,) = dataforseo.requests
     assert request["path"] == "/v3/dataforseo_labs/google/keyword_suggestions/live"
     (task,) = json.loads(request["body"])
-    assert "language_code" not in task and "depth" not in task  # None values are not sent
+    assert "depth" not in task  # None values are not sent
+    assert task["language_code"] == "en"  # a None input takes the pin's default, as in AutoGPT
     assert task["limit"] == 4 and task["location_code"] == 2826
     suggestions = dict(outputs)["suggestions"]
     assert len(suggestions) == 4 == dict(outputs)["total_count"] < SUGGESTIONS

@@ -6,11 +6,18 @@ Every structural problem is collected, so one read reports all of them, each nam
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import math
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from pydantic import TypeAdapter, ValidationError
+
 from agent_defs.graph.model import Graph, GraphProblem, Link, Node
+
+# AutoGPT stores a graph's version as a 32-bit integer (Prisma Int), and so does the Postgres store.
+MAX_VERSION = 2**31 - 1
+_BOOL = TypeAdapter(bool)
 
 _GRAPH_KEYS = {"id", "version", "name", "description", "nodes", "links", "sub_graphs", "subgraphs"}
 
@@ -60,6 +67,33 @@ def parse_graph(data: Any, source: str = "graph") -> Graph:
     return graph
 
 
+def non_finite_numbers(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
+    """(path, "NaN" / "Infinity" / "-Infinity") for every such number in `value`. JSON has none
+    (Python's parser accepts NaN and Infinity, and reads 1e400 as infinity), and AutoGPT stores graphs
+    as JSON: one rule for validate, run and import alike is to refuse them when an export is read."""
+    if isinstance(value, float) and not math.isfinite(value):
+        yield path, "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from non_finite_numbers(item, f"{path}[{key!r}]")
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            yield from non_finite_numbers(item, f"{path}[{index}]")
+
+
+def _not_json_number(
+    where: str, what: str, value: Any, node: str | None = None, pin: str | None = None
+) -> Iterator[GraphProblem]:
+    """A problem for each NaN/Infinity inside `value` (`what` names the field it is in)."""
+    for path, shown in non_finite_numbers(value):
+        yield GraphProblem(
+            where,
+            f"{what}{path} is {shown}, which is not a JSON number (use a finite number, null or a string)",
+            node=node,
+            pin=pin,
+        )
+
+
 def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
@@ -83,12 +117,20 @@ def _parse_graph(data: Any, source: str, problems: list[GraphProblem], broken: s
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         problems.append(GraphProblem(where, f"'version' must be a positive integer, got {version!r}"))
         version = 1
+    elif version > MAX_VERSION:
+        problems.append(
+            GraphProblem(where, f"'version' must be at most {MAX_VERSION} (a 32-bit integer), got {version}")
+        )
+        version = 1
     where = f"graph {name or graph_id!r} ({graph_id} v{version})"
 
     raw_nodes = data.get("nodes")
     if not isinstance(raw_nodes, list):
         problems.append(GraphProblem(where, "'nodes' must be a list"))
         raw_nodes = []
+    for key, value in data.items():
+        if key not in ("nodes", "links", "sub_graphs", "subgraphs"):
+            problems.extend(_not_json_number(where, repr(key), value))
     graph_problems = len(problems) - start  # problems with the graph as a whole
     nodes = [n for i, raw in enumerate(raw_nodes) if (n := _parse_node(raw, i, where, problems))]
     parsed = {n.id for n in nodes}
@@ -156,6 +198,13 @@ def _parse_node(raw: Any, index: int, where: str, problems: list[GraphProblem]) 
     metadata = raw.get("metadata") or {}
     if not isinstance(metadata, Mapping):
         metadata = {}
+    custom = metadata.get("customized_name")
+    named = f"{label} ({custom})" if isinstance(custom, str) and custom else label
+    for pin, value in input_default.items():
+        problems.extend(_not_json_number(where, "its default", value, node=named, pin=str(pin)))
+    for key, value in raw.items():
+        if key != "input_default":
+            problems.extend(_not_json_number(where, repr(key), value, node=named))
     if node_id is None or block_id is None:
         return None
     return Node(id=node_id, block_id=block_id, input_default=dict(input_default), metadata=dict(metadata))
@@ -173,8 +222,18 @@ def _parse_link(raw: Any, index: int, where: str, problems: list[GraphProblem]) 
             missing.append(key)
         fields[key] = value or ""
     link_id = _text(raw.get("id")) or f"link-{index}"
+    for key, value in raw.items():
+        problems.extend(_not_json_number(where, f"link {link_id} {key!r}", value))
     if missing:
         problems.append(GraphProblem(where, f"link {link_id} has no string {', '.join(map(repr, missing))}"))
         return None
-    is_static = raw.get("is_static", False)
-    return Link(id=link_id, is_static=bool(is_static), **fields)
+    is_static = raw.get("is_static")
+    try:
+        # AutoGPT's Link model reads it as a pydantic bool: "false" and 0 are False, not truthy.
+        static = False if is_static is None else _BOOL.validate_python(is_static)
+    except ValidationError:
+        problems.append(
+            GraphProblem(where, f"link {link_id}: 'is_static' must be true or false, got {is_static!r}")
+        )
+        return None
+    return Link(id=link_id, is_static=static, **fields)

@@ -5,6 +5,7 @@ Graphs are immutable per (id, version); an edit is a new version.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -25,6 +26,15 @@ def base_pin(name: str) -> str:
         if at != -1 and at < cut:
             cut = at
     return name[:cut]
+
+
+_LIST_INDEX = re.compile(r"_\$_(.*?)(?=_#_|_\$_|_@_|$)")
+
+
+def bad_list_indexes(name: str) -> list[str]:
+    """The list indexes in a dynamic pin name that are not whole numbers (`items_$_x` -> ["x"]);
+    AutoGPT refuses such a name (data/dynamic_fields.py), so the pin could never be read or filled."""
+    return [m.group(1) for m in _LIST_INDEX.finditer(name) if not m.group(1).isdigit()]
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,8 @@ from collections import Counter
 from collections.abc import Callable
 from functools import cache
 
-from agent_defs.graph.model import Graph, GraphProblem, Node, base_pin
+from agent_defs.graph.input_defaults import default_problems
+from agent_defs.graph.model import Graph, GraphProblem, Link, Node, bad_list_indexes, base_pin
 from agent_defs.paths import shared_dir
 from blocks import REGISTRY, BlockRegistry, BlockType
 
@@ -102,9 +103,12 @@ def validate_graph(
 
     linked: dict[str, set[str]] = {}
     static_by_pin: dict[str, dict[str, bool]] = {}  # node -> linked pin -> fed by a static link
+    self_fed: dict[str, dict[str, list[Link]]] = {}  # node -> linked pin -> its links from itself
     for link in graph.links:
         src, dst = nodes.get(link.source_id), nodes.get(link.sink_id)
         label = f"link {link.id}"
+        if dst is not None:
+            _note_feed(self_fed, link)
         if link.source_id in broken_nodes or link.sink_id in broken_nodes:
             if dst is not None:
                 linked.setdefault(dst.id, set()).add(base_pin(link.sink_name))
@@ -142,6 +146,8 @@ def validate_graph(
                     )
                 )
             dst_type = in_pins.get(link.sink_name)
+        for end, name in ((src, link.source_name), (dst, link.sink_name)):
+            problems.extend(_list_index_problems(where, f"{label}: ", node_ref(end, registry), name))
         linked.setdefault(dst.id, set()).add(base_pin(link.sink_name))
         pins = static_by_pin.setdefault(dst.id, {})
         is_static = link.is_static or (src_block is not None and src_block.static_output)
@@ -163,6 +169,14 @@ def validate_graph(
             continue
         for pin, message in block.link_problems(static_by_pin.get(node.id, {})):
             problems.append(GraphProblem(where, message, node=node_ref(node, registry), pin=pin))
+        for name in node.input_default:
+            problems.extend(_list_index_problems(where, "default: ", node_ref(node, registry), str(name)))
+        sink_pins = frozenset(self_fed.get(node.id, {}))
+        for pin, message in default_problems(block, node.input_default, sink_pins):
+            problems.append(GraphProblem(where, message, node=node_ref(node, registry), pin=pin))
+        for pin, links in sorted(self_fed.get(node.id, {}).items()):
+            if links and pin not in block.optional_link_pins:
+                problems.append(_never_ready(where, node_ref(node, registry), pin, links))
         given = {base_pin(k) for k, v in node.input_default.items() if v is not None}
         given |= linked.get(node.id, set())
         if block.block_type is BlockType.INPUT:
@@ -180,3 +194,38 @@ def validate_graph(
     for sub in graph.sub_graphs:
         problems.extend(validate_graph(sub, registry, find_sub_graph, root, broken_nodes))
     return problems
+
+
+def _list_index_problems(where: str, prefix: str, node: str, name: str) -> list[GraphProblem]:
+    return [
+        GraphProblem(
+            where, f"{prefix}list index {index!r} in {name!r} is not a whole number", node=node, pin=name
+        )
+        for index in bad_list_indexes(name)
+    ]
+
+
+def _note_feed(self_fed: dict[str, dict[str, list[Link]]], link: Link) -> None:
+    """Per sink pin, its links while all of them come from the sink node itself; a link from any
+    other node (even a missing or unreadable one, reported elsewhere) empties the list for good."""
+    pins = self_fed.setdefault(link.sink_id, {})
+    own = pins.get(link.sink_name)
+    if link.source_id != link.sink_id:
+        pins[link.sink_name] = []
+    elif own is None:
+        pins[link.sink_name] = [link]
+    elif own:
+        own.append(link)
+
+
+def _never_ready(where: str, node: str, pin: str, links: list[Link]) -> GraphProblem:
+    """A linked pin fed only by its own node: an execution waits for a value on every linked pin, and
+    only an execution of this node could bring it, so the node never runs."""
+    via = ", ".join(f"link {lk.id} from its output {lk.source_name!r}" for lk in links)
+    return GraphProblem(
+        where,
+        f"is fed only by this node itself ({via}), so it never gets a first value and the node never "
+        "runs; link it from another node too",
+        node=node,
+        pin=pin,
+    )

@@ -77,7 +77,11 @@ def checked_export(export: Mapping[str, Any]) -> tuple[dict[str, Any], Graph]:
     so that nothing unloadable is ever stored."""
     if not isinstance(export, Mapping):
         raise TypeError(f"a graph export must be a JSON object, got {type(export).__name__}")
-    body = json.loads(json.dumps(export, allow_nan=False))  # deep copy; proves it is plain JSON
+    try:
+        body = json.loads(json.dumps(export, allow_nan=False))  # deep copy; proves it is plain JSON
+    except ValueError:
+        parse_graph(export, source="export")  # names where a NaN or Infinity is (graph, node, pin)
+        raise
     return body, parse_graph(body, source="export")
 
 

@@ -4,8 +4,15 @@ Keys (all under a prefix, default `agentflow`):
 
 - `<prefix>:requests`: a stream; each entry has one field `request`, an `ExecutionRequest` as JSON.
 - `<prefix>:cancels`: a stream; each entry has one field `cancel`, a `CancelRequest` as JSON.
-- `<prefix>:dead_letter`: a list of JSON records `{"raw", "reason", "entry_id", "at", "stream"}`,
-  newest first, for entries that could not be turned into a run.
+- `<prefix>:dead_letter`: a list of bounded JSON records `{"raw" (an excerpt), "size", "truncated",
+  "reason", "entry_id", "at", "stream"}`, newest first, at most `dead_letter_max` of them, for entries
+  that could not be turned into a run (see `dead_letters.py`).
+- `<prefix>:request_claims:<request_id>`: which listener turns a request id into a run (see
+  `claims.py`), so that an id becomes at most one run whatever the number of listeners.
+
+Entries are read as bytes and decoded one by one: an entry that is not UTF-8, or longer than
+`max_entry_bytes`, is handed out with `error` set (and dead-lettered), never fails the read of the
+others.
 
 Both streams are read through the consumer group `group` (default `launchers`).
 
@@ -24,8 +31,10 @@ If the process dies after step 1 or 2, its entries stay pending; once they have 
 (XAUTOCLAIM). An entry handed out more than `max_deliveries` times (a request its reader fails on
 every time) comes back with `error` set, so step 1 dead-letters it. A re-delivered request whose run was already created is a no-op because Dagster runs a
 run key at most once, so no request is lost and none runs twice. Acked entries are deleted (XDEL), so
-the stream length is exactly the number of requests not yet acknowledged (`depth()`); the stream is
-never trimmed by length, since trimming would drop requests nobody has run.
+the stream length is exactly the number of requests not yet acknowledged (`depth()`). `trim()` also
+removes acknowledged entries that other tools left behind (XTRIM MINID below the oldest entry that
+is unread or pending in any group); the stream is never trimmed by length, since that would drop
+requests nobody has run.
 
 Validation happens at consumption, not in `enqueue()`: other producers push straight to the stream,
 and a malformed request must end in the dead-letter list with its reason rather than vanish.
@@ -42,8 +51,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel
 
+from agent_defs.requests.dead_letters import (
+    DEAD_LETTER_SCRIPT,
+    DEFAULT_DEAD_LETTER_MAX,
+    DeadLetter,
+    as_text,
+    excerpt,
+    parse_record,
+    record_for,
+)
 from agent_defs.requests.models import CancelRequest, ExecutionRequest, parse_wire
 
 if TYPE_CHECKING:
@@ -57,6 +75,8 @@ DEFAULT_MAX_DELIVERIES = 5
 # XAUTOCLAIM examines at most 10 x COUNT pending entries per call; a few calls cover a large pending
 # list without letting one read() scan it without bound.
 MAX_RECLAIM_SCANS = 10
+# An entry longer than this is dead-lettered unread: requests carry inputs, not files.
+DEFAULT_MAX_ENTRY_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -70,6 +90,7 @@ class Delivery:
     request: ExecutionRequest | None
     error: str | None
     redelivered: bool = False
+    size: int = -1  # the entry's length in bytes (-1: len(raw.encode())); raw is an excerpt if it errs
 
 
 @dataclass(frozen=True)
@@ -81,6 +102,7 @@ class CancelDelivery:
     cancel: CancelRequest | None
     error: str | None
     redelivered: bool = False
+    size: int = -1
 
 
 class PendingEntry(NamedTuple):
@@ -90,29 +112,52 @@ class PendingEntry(NamedTuple):
     raw: str
 
 
-class DeadLetter(BaseModel):
-    """A record in `<prefix>:dead_letter`."""
-
-    model_config = ConfigDict(extra="allow")
-
-    raw: str
-    reason: str
-    entry_id: str
-    at: str
-    stream: str = "requests"
-
-
 class _Entry(NamedTuple):
     entry_id: str
-    raw: str
+    raw: bytes
     redelivered: bool
 
 
+class _Decoded(NamedTuple):
+    """An entry's text, or (when it is too long or not UTF-8) an excerpt and why it cannot be read."""
+
+    text: str
+    size: int
+    error: str | None
+
+
+def _decode(raw: bytes, max_bytes: int) -> _Decoded:
+    if len(raw) > max_bytes:
+        shown, _ = excerpt(raw)
+        return _Decoded(shown, len(raw), f"entry is {len(raw)} bytes; the limit is {max_bytes}")
+    try:
+        return _Decoded(raw.decode("utf-8"), len(raw), None)
+    except UnicodeDecodeError as exc:
+        shown, _ = excerpt(raw)
+        return _Decoded(shown, len(raw), f"entry is not UTF-8: {exc.reason} at byte {exc.start}")
+
+
 def _text(value: Any) -> str:
-    # The client may or may not decode responses; entries from other producers may not be UTF-8.
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    return str(value)
+    return as_text(value)
+
+
+def _as_bytes(value: Any) -> bytes:
+    return value if isinstance(value, bytes) else str(value).encode("utf-8", errors="surrogateescape")
+
+
+def _bytes_client(client: redis.Redis) -> redis.Redis:
+    """A client on the same server whose replies are bytes. A client that decodes replies raises on
+    the first entry that is not UTF-8, before the queue can set that one entry aside; so the queue
+    always reads bytes and decodes each entry itself."""
+    import redis as redis_module
+
+    pool = client.connection_pool
+    if not pool.connection_kwargs.get("decode_responses"):
+        return client
+    kwargs = {**pool.connection_kwargs, "decode_responses": False}
+    return redis_module.Redis(
+        connection_pool=redis_module.ConnectionPool(connection_class=pool.connection_class, **kwargs)
+    )
 
 
 class _GroupStream:
@@ -126,7 +171,7 @@ class _GroupStream:
         self.reclaim_idle_ms = reclaim_idle_ms
         self._group_ready = False
 
-    def add(self, raw: str) -> str:
+    def add(self, raw: str | bytes) -> str:
         return _text(self.client.xadd(self.key, {self.field: raw}))
 
     def read(self, consumer: str, count: int, block_ms: int | None) -> list[_Entry]:
@@ -182,13 +227,13 @@ class _GroupStream:
                 counts[eid] = int(rows[0]["times_delivered"])
         return counts
 
-    def _raw(self, fields: Mapping[Any, Any] | None) -> str:
+    def _raw(self, fields: Mapping[Any, Any] | None) -> bytes:
         fields = fields or {}
         for name, value in fields.items():
             if _text(name) == self.field:
-                return _text(value)
+                return _as_bytes(value)
         # Keep what the producer sent, so the dead letter shows it; validation will reject it.
-        return json.dumps({_text(k): _text(v) for k, v in fields.items()})
+        return json.dumps({_text(k): _text(v) for k, v in fields.items()}).encode()
 
     def ack(self, entry_ids: Iterable[str]) -> int:
         ids = list(entry_ids)
@@ -217,11 +262,44 @@ class _GroupStream:
         found = []
         for eid, hit in zip(ids, pipe.execute(), strict=True):
             if hit:  # an entry deleted while pending has nothing left to launch
-                found.append(PendingEntry(eid, self._raw(hit[0][1])))
+                found.append(
+                    PendingEntry(eid, self._raw(hit[0][1]).decode("utf-8", errors="backslashreplace"))
+                )
         return found
 
     def depth(self) -> int:
         return int(self.client.xlen(self.key))
+
+    def dead_letter(self, dead_letter_key: str, entry_id: str, record: str, max_length: int) -> bool:
+        """Record and remove an entry in one atomic step; False when it was no longer pending (another
+        consumer settled it first), in which case nothing is recorded twice."""
+        return bool(
+            self.client.eval(
+                DEAD_LETTER_SCRIPT, 2, self.key, dead_letter_key, self.group, entry_id, record, max_length
+            )
+        )
+
+    def trim(self) -> int:
+        """Remove acknowledged entries left in the stream: XTRIM MINID to the oldest entry that some
+        group still needs (pending, or not yet delivered). Returns how many were removed."""
+        import redis as redis_module
+
+        try:
+            groups = self.client.xinfo_groups(self.key)
+        except redis_module.exceptions.ResponseError:  # no stream yet
+            return 0
+        if not groups:
+            return 0  # nobody has read anything: every entry is still needed
+        keep_from: list[tuple[int, int]] = []
+        for group in groups:
+            name = _text(group["name"])
+            summary = self.client.xpending(self.key, name)
+            if summary and summary.get("pending"):
+                keep_from.append(_stream_id(_text(summary["min"])))
+            last = _stream_id(_text(group["last-delivered-id"]))
+            keep_from.append((last[0], last[1] + 1))  # everything after the last delivered entry
+        minid = min(keep_from)
+        return int(self.client.xtrim(self.key, minid=f"{minid[0]}-{minid[1]}", approximate=False))
 
     def _with_group(self, call: Any) -> Any:
         import redis
@@ -249,6 +327,11 @@ class _GroupStream:
         self._group_ready = True
 
 
+def _stream_id(text: str) -> tuple[int, int]:
+    millis, _, seq = text.partition("-")
+    return int(millis), int(seq or 0)
+
+
 class RequestQueue:
     """Execution requests and cancel requests on Redis streams; see the module docstring for the
     delivery protocol."""
@@ -261,19 +344,28 @@ class RequestQueue:
         group: str = DEFAULT_GROUP,
         reclaim_idle_ms: int = DEFAULT_RECLAIM_IDLE_MS,
         max_deliveries: int = DEFAULT_MAX_DELIVERIES,
+        max_entry_bytes: int = DEFAULT_MAX_ENTRY_BYTES,
+        dead_letter_max: int = DEFAULT_DEAD_LETTER_MAX,
     ):
         if reclaim_idle_ms < 0:
             raise ValueError(f"reclaim_idle_ms must be >= 0, got {reclaim_idle_ms}")
         if max_deliveries < 1:
             raise ValueError(f"max_deliveries must be >= 1, got {max_deliveries}")
+        if max_entry_bytes < 1 or dead_letter_max < 1:
+            raise ValueError(
+                f"max_entry_bytes and dead_letter_max must be >= 1, got {max_entry_bytes}, {dead_letter_max}"
+            )
         self.max_deliveries = max_deliveries
-        self.client = redis_client
+        self.max_entry_bytes = max_entry_bytes
+        self.dead_letter_max = dead_letter_max
+        self.client = _bytes_client(redis_client)
         self.prefix = prefix
         self.requests_key = f"{prefix}:requests"
         self.cancels_key = f"{prefix}:cancels"
         self.dead_letter_key = f"{prefix}:dead_letter"
-        self._requests = _GroupStream(redis_client, self.requests_key, "request", group, reclaim_idle_ms)
-        self._cancels = _GroupStream(redis_client, self.cancels_key, "cancel", group, reclaim_idle_ms)
+        self.claims_prefix = f"{prefix}:request_claims:"
+        self._requests = _GroupStream(self.client, self.requests_key, "request", group, reclaim_idle_ms)
+        self._cancels = _GroupStream(self.client, self.cancels_key, "cancel", group, reclaim_idle_ms)
 
     # --- execution requests ------------------------------------------------------------------------
 
@@ -282,8 +374,9 @@ class RequestQueue:
         The request id, the key the run is known by, is the caller's own `request_id`."""
         return self._requests.add(_to_json(request))
 
-    def enqueue_raw(self, text: str) -> str:
-        """Push any text as a request, as a foreign producer might (tests of the dead-letter path)."""
+    def enqueue_raw(self, text: str | bytes) -> str:
+        """Push any text or bytes as a request, as a foreign producer might (tests of the dead-letter
+        path)."""
         return self._requests.add(text)
 
     def read(self, consumer: str, count: int = 10, block_ms: int | None = None) -> list[Delivery]:
@@ -294,6 +387,7 @@ class RequestQueue:
         counts = self._requests.delivery_counts([e.entry_id for e in entries if e.redelivered])
         deliveries = []
         for entry in entries:
+            decoded = _decode(entry.raw, self.max_entry_bytes)
             times = counts.get(entry.entry_id, 1)
             if times > self.max_deliveries:
                 # A poison request (its reader failed on it every time) must not hold up the queue.
@@ -301,10 +395,14 @@ class RequestQueue:
                     f"handed out {times} times without becoming a run (limit {self.max_deliveries}); "
                     "its reader failed on it every time"
                 )
-                deliveries.append(Delivery(entry.entry_id, entry.raw, None, error, True))
+                deliveries.append(Delivery(entry.entry_id, decoded.text, None, error, True, decoded.size))
                 continue
-            request, error = parse_wire(ExecutionRequest, entry.raw)
-            deliveries.append(Delivery(entry.entry_id, entry.raw, request, error, entry.redelivered))
+            request, error = (
+                (None, decoded.error) if decoded.error else parse_wire(ExecutionRequest, decoded.text)
+            )
+            deliveries.append(
+                Delivery(entry.entry_id, decoded.text, request, error, entry.redelivered, decoded.size)
+            )
         return deliveries
 
     def ack(self, entry_ids: Iterable[str]) -> int:
@@ -321,21 +419,28 @@ class RequestQueue:
 
     # --- dead letters ------------------------------------------------------------------------------
 
-    def dead_letter(self, delivery: Delivery | CancelDelivery, reason: str) -> None:
-        """Record the entry with its reason in the dead-letter list and remove it from its stream,
-        in one MULTI so that it is never both gone and unrecorded, nor recorded and re-delivered."""
+    def dead_letter(self, delivery: Delivery | CancelDelivery, reason: str) -> bool:
+        """Record the entry (a bounded record: excerpt, size, reason) in the dead-letter list, trim
+        the list to `dead_letter_max`, and remove the entry from its stream, in one atomic step so
+        that it is never both gone and unrecorded, nor recorded and re-delivered, nor recorded twice.
+        False when the entry was no longer pending (someone else settled it)."""
         stream = self._cancels if isinstance(delivery, CancelDelivery) else self._requests
-        record = DeadLetter(
-            raw=delivery.raw,
-            reason=reason,
-            entry_id=delivery.entry_id,
-            at=datetime.now(UTC).isoformat(),
-            stream=stream.key.rsplit(":", 1)[-1],
+        raw = delivery.raw.encode("utf-8", errors="surrogateescape")
+        record = record_for(
+            raw,
+            delivery.size if delivery.size >= 0 else len(raw),
+            reason,
+            delivery.entry_id,
+            datetime.now(UTC).isoformat(),
+            stream.key.rsplit(":", 1)[-1],
         )
-        pipe = self.client.pipeline(transaction=True)
-        pipe.lpush(self.dead_letter_key, record.model_dump_json())
-        stream.queue_ack(pipe, [delivery.entry_id])
-        pipe.execute()
+        return stream.dead_letter(
+            self.dead_letter_key, delivery.entry_id, record.model_dump_json(), self.dead_letter_max
+        )
+
+    def trim(self) -> int:
+        """Trim both streams of acknowledged entries (never of unacknowledged ones); see `_GroupStream.trim`."""
+        return self._requests.trim() + self._cancels.trim()
 
     def dead_letter_depth(self) -> int:
         return int(self.client.llen(self.dead_letter_key))
@@ -344,14 +449,7 @@ class RequestQueue:
         """The latest `limit` dead letters, newest first."""
         if limit < 1:
             return []
-        letters = []
-        for item in self.client.lrange(self.dead_letter_key, 0, limit - 1):
-            text = _text(item)
-            try:
-                letters.append(DeadLetter.model_validate_json(text))
-            except ValidationError:  # pushed by someone else; still show it
-                letters.append(DeadLetter(raw=text, reason="(not a dead-letter record)", entry_id="", at=""))
-        return letters
+        return [parse_record(_text(item)) for item in self.client.lrange(self.dead_letter_key, 0, limit - 1)]
 
     # --- cancels -----------------------------------------------------------------------------------
 
@@ -365,8 +463,13 @@ class RequestQueue:
         """Like `read`, for cancel requests."""
         deliveries = []
         for entry in self._cancels.read(consumer, count, block_ms):
-            cancel, error = parse_wire(CancelRequest, entry.raw)
-            deliveries.append(CancelDelivery(entry.entry_id, entry.raw, cancel, error, entry.redelivered))
+            decoded = _decode(entry.raw, self.max_entry_bytes)
+            cancel, error = (
+                (None, decoded.error) if decoded.error else parse_wire(CancelRequest, decoded.text)
+            )
+            deliveries.append(
+                CancelDelivery(entry.entry_id, decoded.text, cancel, error, entry.redelivered, decoded.size)
+            )
         return deliveries
 
     def ack_cancels(self, entry_ids: Iterable[str]) -> int:

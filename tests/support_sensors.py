@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,9 @@ COUNT_ID = "9b0c7d52-3f51-4c1e-9a57-0d3b8f1e6a01"  # agents/count_to_n.json: inp
 LISTENER_NAMES = ("agent_requests_0", "agent_requests_1")
 RECLAIM_MS = 300
 LOCATION = "agentflow_test"
+# When each listener of each instance was last evaluated: Dagster skips a sensor evaluated less than
+# its minimum interval (1 s) ago, whichever test evaluated it.
+_LAST_TICK: dict[tuple[int, str], float] = {}
 
 
 @dataclass
@@ -45,7 +48,6 @@ class Listeners:
     context: Any
     client: redis.Redis
     prefix: str
-    last_tick: dict[str, float] = field(default_factory=dict)
 
     @property
     def queue(self) -> RequestQueue:
@@ -71,7 +73,8 @@ class Listeners:
         daemon killed there would); Dagster resumes that tick on the sensor's next evaluation."""
         self.only(name)
         # The sensors' minimum interval is 1 s: wait it out so that this iteration evaluates.
-        wait = self.last_tick.get(name, 0.0) + 1.05 - time.monotonic()
+        key = (id(self.instance), name)
+        wait = _LAST_TICK.get(key, 0.0) + 1.05 - time.monotonic()
         if wait > 0:
             time.sleep(wait)
         flags = (
@@ -79,7 +82,7 @@ class Listeners:
         )
         logger = logging.getLogger("test.sensors")
         list(execute_sensor_iteration(self.context, logger, None, None, debug_crash_flags=flags))
-        self.last_tick[name] = time.monotonic()
+        _LAST_TICK[key] = time.monotonic()
 
     def enqueue(self, request: dict[str, Any]) -> str:
         return self.client.xadd(f"{self.prefix}:requests", {"request": json.dumps(request)}).decode()
@@ -113,21 +116,28 @@ def new_id(label: str) -> str:
 
 @contextmanager
 def listener_workspace(
-    tmp_path: Path, storage: dict[str, Any] | None = None
+    tmp_path: Path, storage: dict[str, Any] | None = None, execute_runs: bool = False
 ) -> Iterator[tuple[DagsterInstance, Any]]:
     """A Dagster instance (SQLite, or `storage` overrides) and the `agent_defs` code location loaded
-    in this process from a directory holding count_to_n.json. Sets the environment the code location
-    reads at load (module-scoped fixtures restore it)."""
+    in this process from a directory holding count_to_n.json (the environment it reads at load is
+    set by `listener_env`). Runs stay QUEUED, or with `execute_runs` run in this process as soon as
+    they are created."""
     agents = tmp_path / "agents"
     agents.mkdir()
     shutil.copy(project_root() / "agents" / "count_to_n.json", agents / "count_to_n.json")
+    queued = {"run_coordinator": {"module": "dagster._core.run_coordinator", "class": "QueuedRunCoordinator"}}
     overrides: dict[str, Any] = {
-        "run_coordinator": {"module": "dagster._core.run_coordinator", "class": "QueuedRunCoordinator"},
+        **({} if execute_runs else queued),
         "telemetry": {"enabled": False},
         **(storage or {}),
     }
     (tmp_path / "home").mkdir()
-    with instance_for_test(overrides=overrides, temp_dir=str(tmp_path / "home")) as instance:
+    with instance_for_test(
+        overrides=overrides,
+        temp_dir=str(tmp_path / "home"),
+        synchronous_run_coordinator=execute_runs,
+        synchronous_run_launcher=execute_runs,
+    ) as instance:
         origin = InProcessCodeLocationOrigin(
             LoadableTargetOrigin(module_name="agent_defs", working_directory=str(project_root())),
             location_name=LOCATION,
@@ -143,3 +153,20 @@ def listener_env(monkeypatch: pytest.MonkeyPatch, agents: Path, prefix: str) -> 
     monkeypatch.setenv("AGENTFLOW_REDIS_PREFIX", prefix)
     monkeypatch.setenv("AGENTFLOW_REQUEST_RECLAIM_MS", str(RECLAIM_MS))
     monkeypatch.setenv("AGENTFLOW_REQUEST_LISTEN_MS", "0")  # tests tick on purpose: never long-poll
+
+
+@contextmanager
+def listeners_on(
+    instance: DagsterInstance, context: Any, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Listeners]:
+    """`Listeners` on their own Redis prefix (read by the sensors at each tick), deleted afterwards."""
+    prefix = f"t{uuid.uuid4().hex}"
+    monkeypatch.setenv("AGENTFLOW_REDIS_PREFIX", prefix)
+    client = redis.Redis(host="127.0.0.1", port=6379)
+    try:
+        yield Listeners(instance, context, client, prefix)
+    finally:
+        keys = list(client.scan_iter(f"{prefix}:*"))
+        if keys:
+            client.delete(*keys)
+        client.close()

@@ -11,13 +11,13 @@ from collections.abc import Iterator
 from uuid import uuid4
 
 import pytest
-import redis
 from support_sensors import (
     LISTENER_NAMES,
     Listeners,
     count_request,
     listener_env,
     listener_workspace,
+    listeners_on,
     new_id,
 )
 
@@ -33,15 +33,8 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple]:
 
 @pytest.fixture
 def listeners(workspace: tuple, monkeypatch: pytest.MonkeyPatch) -> Iterator[Listeners]:
-    prefix = f"t{uuid4().hex}"
-    monkeypatch.setenv("AGENTFLOW_REDIS_PREFIX", prefix)
-    client = redis.Redis(host="127.0.0.1", port=6379)
-    instance, context = workspace
-    yield Listeners(instance, context, client, prefix)
-    keys = list(client.scan_iter(f"{prefix}:*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    with listeners_on(*workspace, monkeypatch) as listening:
+        yield listening
 
 
 ORDERS = [LISTENER_NAMES, tuple(reversed(LISTENER_NAMES))]

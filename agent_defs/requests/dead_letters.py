@@ -2,8 +2,8 @@
 kept to a maximum length.
 
 A record never embeds a whole entry (entries may be megabytes, or not text at all): it holds an
-excerpt of the entry's first bytes, escaped so that any bytes read back as text, the entry's size in
-bytes, and a reason cut to a readable length.
+excerpt, the entry's first `EXCERPT_CHARS` characters with bytes that are not UTF-8 written as
+`\\xNN`, the entry's size in bytes, and a reason cut to `MAX_REASON_CHARS`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 DEFAULT_DEAD_LETTER_MAX = 10_000
-EXCERPT_BYTES = 1_000
+EXCERPT_CHARS = 1_000
 MAX_REASON_CHARS = 1_000
 
 # One atomic step: acknowledge the entry and, only if it was still pending (so that two listeners
@@ -31,9 +31,8 @@ return acked
 
 
 class DeadLetter(BaseModel):
-    """A record in `<prefix>:dead_letter`: `raw` is an excerpt (at most `EXCERPT_BYTES` of the entry,
-    non-UTF-8 bytes as `\\xNN` escapes), `size` the entry's length in bytes, `truncated` whether `raw`
-    is only its beginning."""
+    """A record in `<prefix>:dead_letter`: `raw` is an excerpt (see the module docstring), `size` the
+    entry's length in bytes, `truncated` whether `raw` is only its beginning."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -47,28 +46,29 @@ class DeadLetter(BaseModel):
 
 
 def excerpt(raw: bytes) -> tuple[str, bool]:
-    """The first `EXCERPT_BYTES` of an entry as text that any JSON reader accepts, and whether it was
-    cut. Undecodable bytes become `\\xNN`; a multi-byte character cut at the edge is escaped too."""
-    head = raw[:EXCERPT_BYTES]
-    return head.decode("utf-8", errors="backslashreplace"), len(raw) > EXCERPT_BYTES
+    """The first `EXCERPT_CHARS` characters of an entry, and whether that is not all of it. Bytes that
+    are not UTF-8 become `\\xNN` (a multi-byte character cut at the edge too), so any bytes read back
+    as text. Cutting an excerpt again changes nothing."""
+    text = raw[: EXCERPT_CHARS * 4].decode("utf-8", errors="backslashreplace")
+    return text[:EXCERPT_CHARS], len(text) > EXCERPT_CHARS or len(raw) > EXCERPT_CHARS * 4
 
 
 def bounded_reason(reason: str) -> str:
     return reason if len(reason) <= MAX_REASON_CHARS else reason[: MAX_REASON_CHARS - 3] + "..."
 
 
-def record_for(raw: bytes, size: int, reason: str, entry_id: str, at: str, stream: str) -> DeadLetter:
-    """`raw` is what the consumer kept of the entry (all of it, or already an excerpt); `size` is the
+def record_for(text: str, size: int, reason: str, entry_id: str, at: str, stream: str) -> DeadLetter:
+    """`text` is what the consumer kept of the entry (all of it, or already an excerpt); `size` is the
     entry's real length in bytes."""
-    text, truncated = excerpt(raw)
+    shown = text[:EXCERPT_CHARS]
     return DeadLetter(
-        raw=text,
+        raw=shown,
         reason=bounded_reason(reason),
         entry_id=entry_id,
         at=at,
         stream=stream,
         size=size,
-        truncated=truncated or size > len(raw),
+        truncated=len(shown) < len(text) or size > len(shown.encode("utf-8", errors="surrogateescape")),
     )
 
 

@@ -116,6 +116,7 @@ class _Entry(NamedTuple):
     entry_id: str
     raw: bytes
     redelivered: bool
+    error: str | None = None  # the entry has no field the queue reads
 
 
 class _Decoded(NamedTuple):
@@ -126,7 +127,9 @@ class _Decoded(NamedTuple):
     error: str | None
 
 
-def _decode(raw: bytes, max_bytes: int) -> _Decoded:
+def _decode(raw: bytes, max_bytes: int, error: str | None = None) -> _Decoded:
+    if error is not None:
+        return _Decoded(excerpt(raw)[0], len(raw), error)
     if len(raw) > max_bytes:
         shown, _ = excerpt(raw)
         return _Decoded(shown, len(raw), f"entry is {len(raw)} bytes; the limit is {max_bytes}")
@@ -193,9 +196,7 @@ class _GroupStream:
             )
             cursor, claimed = _text(reply[0]), reply[1]
             # Redis 6.2 reports entries deleted while pending as (None, None); 7 drops them itself.
-            found += [
-                _Entry(_text(eid), self._raw(fields), True) for eid, fields in claimed if eid is not None
-            ]
+            found += [self._entry(eid, fields, True) for eid, fields in claimed if eid is not None]
             if len(found) >= count or cursor == "0-0":
                 break
             start = cursor
@@ -208,10 +209,7 @@ class _GroupStream:
         # RESP2 (the default): [[stream, entries]]; RESP3 clients get {stream: [entries]}.
         batches = [v[0] for v in reply.values() if v] if isinstance(reply, Mapping) else [r[1] for r in reply]
         return [
-            _Entry(_text(eid), self._raw(fields), False)
-            for batch in batches
-            for eid, fields in batch
-            if eid is not None
+            self._entry(eid, fields, False) for batch in batches for eid, fields in batch if eid is not None
         ]
 
     def delivery_counts(self, entry_ids: list[str]) -> dict[str, int]:
@@ -227,13 +225,22 @@ class _GroupStream:
                 counts[eid] = int(rows[0]["times_delivered"])
         return counts
 
-    def _raw(self, fields: Mapping[Any, Any] | None) -> bytes:
-        fields = fields or {}
-        for name, value in fields.items():
+    def _entry(self, entry_id: Any, fields: Mapping[Any, Any] | None, redelivered: bool) -> _Entry:
+        raw = self._raw(fields)
+        if raw is not None:
+            return _Entry(_text(entry_id), raw, redelivered)
+        names = ", ".join(repr(_text(k))[:60] for k in list(fields or {})[:5]) or "none"
+        # Keep what the producer sent, so that the dead letter shows it.
+        sent = json.dumps({_text(k): _text(v) for k, v in (fields or {}).items()}).encode()
+        return _Entry(
+            _text(entry_id), sent, redelivered, f"entry has no field {self.field!r} (its fields: {names})"
+        )
+
+    def _raw(self, fields: Mapping[Any, Any] | None) -> bytes | None:
+        for name, value in (fields or {}).items():
             if _text(name) == self.field:
                 return _as_bytes(value)
-        # Keep what the producer sent, so the dead letter shows it; validation will reject it.
-        return json.dumps({_text(k): _text(v) for k, v in fields.items()}).encode()
+        return None
 
     def ack(self, entry_ids: Iterable[str]) -> int:
         ids = list(entry_ids)
@@ -263,7 +270,9 @@ class _GroupStream:
         for eid, hit in zip(ids, pipe.execute(), strict=True):
             if hit:  # an entry deleted while pending has nothing left to launch
                 found.append(
-                    PendingEntry(eid, self._raw(hit[0][1]).decode("utf-8", errors="backslashreplace"))
+                    PendingEntry(
+                        eid, (self._raw(hit[0][1]) or b"").decode("utf-8", errors="backslashreplace")
+                    )
                 )
         return found
 
@@ -387,7 +396,7 @@ class RequestQueue:
         counts = self._requests.delivery_counts([e.entry_id for e in entries if e.redelivered])
         deliveries = []
         for entry in entries:
-            decoded = _decode(entry.raw, self.max_entry_bytes)
+            decoded = _decode(entry.raw, self.max_entry_bytes, entry.error)
             times = counts.get(entry.entry_id, 1)
             if times > self.max_deliveries:
                 # A poison request (its reader failed on it every time) must not hold up the queue.
@@ -425,10 +434,11 @@ class RequestQueue:
         that it is never both gone and unrecorded, nor recorded and re-delivered, nor recorded twice.
         False when the entry was no longer pending (someone else settled it)."""
         stream = self._cancels if isinstance(delivery, CancelDelivery) else self._requests
-        raw = delivery.raw.encode("utf-8", errors="surrogateescape")
         record = record_for(
-            raw,
-            delivery.size if delivery.size >= 0 else len(raw),
+            delivery.raw,
+            delivery.size
+            if delivery.size >= 0
+            else len(delivery.raw.encode("utf-8", errors="surrogateescape")),
             reason,
             delivery.entry_id,
             datetime.now(UTC).isoformat(),
@@ -463,7 +473,7 @@ class RequestQueue:
         """Like `read`, for cancel requests."""
         deliveries = []
         for entry in self._cancels.read(consumer, count, block_ms):
-            decoded = _decode(entry.raw, self.max_entry_bytes)
+            decoded = _decode(entry.raw, self.max_entry_bytes, entry.error)
             cancel, error = (
                 (None, decoded.error) if decoded.error else parse_wire(CancelRequest, decoded.text)
             )

@@ -44,6 +44,10 @@ ORDERS = [LISTENER_NAMES, tuple(reversed(LISTENER_NAMES))]
 def test_a_producer_retry_with_other_content_after_the_run_exists_is_a_recorded_duplicate(
     listeners: Listeners, first: str, second: str
 ) -> None:
+    check_a_retry_with_other_content_is_a_duplicate(listeners, first, second)
+
+
+def check_a_retry_with_other_content_is_a_duplicate(listeners: Listeners, first: str, second: str) -> None:
     request_id = new_id("retry")
     listeners.enqueue(count_request(request_id, user="alice", limit=1))
     listeners.tick(first)
@@ -80,6 +84,10 @@ def test_a_producer_retry_of_the_same_request_is_acknowledged_without_a_second_r
 def test_a_request_reclaimed_by_the_other_listener_while_its_run_is_still_to_be_created_runs_once(
     listeners: Listeners, first: str, second: str
 ) -> None:
+    check_a_reclaimed_request_runs_once(listeners, first, second)
+
+
+def check_a_reclaimed_request_runs_once(listeners: Listeners, first: str, second: str) -> None:
     """The first listener's daemon dies after recording the tick's run request and before creating
     the run; the entry, never acknowledged, is reclaimed by the other listener after the idle timeout;
     then the first listener's tick is resumed by Dagster and creates its run."""
@@ -115,3 +123,40 @@ def test_a_request_whose_listener_died_before_creating_its_run_is_not_lost(liste
     listeners.tick(first)
     assert len(listeners.runs_for(request_id)) == 1
     assert listeners.queue.depth() == 0
+
+
+# --- the same on PostgreSQL run storage (dagster-postgres), in a database of its own -----------------
+
+
+@pytest.fixture(scope="module")
+def pg_listener_workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple]:
+    import psycopg2
+
+    name = f"agentflow_t_{uuid4().hex[:12]}"
+    admin = psycopg2.connect(host="127.0.0.1", port=5432, dbname="test", user="postgres")
+    admin.autocommit = True
+    admin.cursor().execute(f"CREATE DATABASE {name}")
+    url = f"postgresql://postgres@127.0.0.1:5432/{name}"
+    root = tmp_path_factory.mktemp("pg_listeners")
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            listener_env(patch, root / "agents", f"t{uuid4().hex}")
+            with listener_workspace(root, storage={"storage": {"postgres": {"postgres_url": url}}}) as pair:
+                yield pair
+    finally:
+        admin.cursor().execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.close()
+
+
+@pytest.fixture
+def pg_listeners(pg_listener_workspace: tuple, monkeypatch: pytest.MonkeyPatch) -> Iterator[Listeners]:
+    with listeners_on(*pg_listener_workspace, monkeypatch) as listening:
+        yield listening
+
+
+def test_on_postgres_a_retry_to_the_other_listener_is_a_duplicate(pg_listeners: Listeners) -> None:
+    check_a_retry_with_other_content_is_a_duplicate(pg_listeners, *LISTENER_NAMES)
+
+
+def test_on_postgres_a_reclaimed_request_runs_once(pg_listeners: Listeners) -> None:
+    check_a_reclaimed_request_runs_once(pg_listeners, *reversed(LISTENER_NAMES))

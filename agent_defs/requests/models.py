@@ -13,7 +13,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 MAX_ERRORS_SHOWN = 3
 MAX_ERROR_CHARS = 300
 
-# Request limits (README "Request limits"). Ids end up in run tags, run keys, Redis keys and log lines,
+# Request limits (README "Request limits and trimming"). Ids end up in run tags, run keys, Redis keys and log lines,
 # so they are short and printable; a priority is a small int because the run coordinator sorts on it.
 MAX_ID_CHARS = 128
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+\-]*")
@@ -63,8 +63,8 @@ class _WireModel(BaseModel):
 class ExecutionRequest(_WireModel):
     """Run `graph_id` (at `graph_version`, or its active version when None) for `user_id`.
 
-    `request_id` is the idempotency key: the sensor launches the run with run_key=request_id, so a
-    request delivered twice still runs once. `priority` becomes the run's Dagster priority tag (the
+    `request_id` is the idempotency key: it becomes at most one run, whatever the number of listeners
+    and deliveries (see agent_defs.sensors.requests). `priority` becomes the run's Dagster priority tag (the
     stream itself is FIFO; the QueuedRunCoordinator orders queued runs)."""
 
     request_id: Identifier

@@ -22,15 +22,17 @@ it. Here a read entry stays in the group's pending list until it is acknowledged
 (the Dagster sensor) follows this protocol:
 
 1. `read()` the deliveries; dead-letter every delivery whose `error` is set (`dead_letter()`).
-2. Turn each valid delivery into a run request with `run_key=request_id`.
+2. Turn each valid delivery into a run request with `run_key=request_id`, unless a run with that
+   request id exists or another listener holds the id's claim (`claims.py`).
 3. Do not ack yet. On a later tick, `pending()` lists the entries read but not acked; ack each one
    whose run exists (a run with that run key / request id tag). Acking deletes the entry.
 
 If the process dies after step 1 or 2, its entries stay pending; once they have been idle for
 `reclaim_idle_ms`, the next `read()` (by any consumer of the group) claims and re-delivers them
 (XAUTOCLAIM). An entry handed out more than `max_deliveries` times (a request its reader fails on
-every time) comes back with `error` set, so step 1 dead-letters it. A re-delivered request whose run was already created is a no-op because Dagster runs a
-run key at most once, so no request is lost and none runs twice. Acked entries are deleted (XDEL), so
+every time) comes back with `error` set, so step 1 dead-letters it. A re-delivered request whose run
+was already created is only acknowledged, and the claim keeps a request id to one listener, so no
+request is lost and none runs twice. Acked entries are deleted (XDEL), so
 the stream length is exactly the number of requests not yet acknowledged (`depth()`). `trim()` also
 removes acknowledged entries that other tools left behind (XTRIM MINID below the oldest entry that
 is unread or pending in any group); the stream is never trimmed by length, since that would drop

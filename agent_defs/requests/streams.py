@@ -204,14 +204,9 @@ class GroupStream:
     def trim(self) -> int:
         """Remove acknowledged entries left in the stream: XTRIM MINID to the oldest entry that some
         group still needs (pending, or not yet delivered). Returns how many were removed."""
-        import redis as redis_module
-
-        try:
-            groups = self.client.xinfo_groups(self.key)
-        except redis_module.exceptions.ResponseError:  # no stream yet
-            return 0
-        if not groups:
-            return 0  # nobody has read anything: every entry is still needed
+        # Our group first: created from id 0, it needs every entry that is already there, even when
+        # another tool's group has read them all.
+        groups = self._with_group(lambda: self.client.xinfo_groups(self.key))
         keep_from: list[tuple[int, int]] = []
         for group in groups:
             name = _text(group["name"])

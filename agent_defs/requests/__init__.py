@@ -2,6 +2,7 @@
 events on pub/sub, and user notifications. No Dagster here; the sensors that consume the queue live
 with the rest of the code location."""
 
+from agent_defs.requests.dead_letters import DeadLetter
 from agent_defs.requests.env import (
     prefix_from_env,
     redact_url,
@@ -18,7 +19,8 @@ from agent_defs.requests.events import (
 )
 from agent_defs.requests.models import CancelRequest, ExecutionRequest, describe_validation_error
 from agent_defs.requests.notifications import Notification, NotificationKind, Notifier, NotifyResult
-from agent_defs.requests.queue import CancelDelivery, DeadLetter, Delivery, PendingEntry, RequestQueue
+from agent_defs.requests.queue import CancelDelivery, Delivery, RequestQueue
+from agent_defs.requests.streams import PendingEntry
 
 __all__ = [
     "CancelDelivery",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -52,3 +53,39 @@ def redact_url(url: str) -> str:
     except ValueError:
         return "(unparseable URL)"
     return f"{parts.scheme}://{host}{port}" if parts.scheme else "(unparseable URL)"
+
+
+@dataclass(frozen=True)
+class QueueSettings:
+    """The request queue's settings (README "Request limits and trimming"), read when a listener
+    starts a tick."""
+
+    reclaim_idle_ms: int = 60_000
+    max_entry_bytes: int = 1024 * 1024
+    dead_letter_max: int = 10_000
+    claim_ttl_s: int = 30 * 24 * 3600
+    listen_ms: int = 4_500
+
+    @classmethod
+    def from_env(cls) -> QueueSettings:
+        defaults = cls()
+        return cls(
+            reclaim_idle_ms=_int_var("AGENTFLOW_REQUEST_RECLAIM_MS", defaults.reclaim_idle_ms, 0),
+            max_entry_bytes=_int_var("AGENTFLOW_REQUEST_MAX_BYTES", defaults.max_entry_bytes, 1),
+            dead_letter_max=_int_var("AGENTFLOW_DEAD_LETTER_MAX", defaults.dead_letter_max, 1),
+            claim_ttl_s=_int_var("AGENTFLOW_REQUEST_CLAIM_TTL_S", defaults.claim_ttl_s, 1),
+            listen_ms=_int_var("AGENTFLOW_REQUEST_LISTEN_MS", defaults.listen_ms, 0),
+        )
+
+
+def _int_var(name: str, default: int, minimum: int) -> int:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {text[:40]!r}") from None
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value

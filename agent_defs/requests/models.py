@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from typing import Annotated, Any, Self, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -11,14 +13,45 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 MAX_ERRORS_SHOWN = 3
 MAX_ERROR_CHARS = 300
 
+# Request limits (README "Request limits and trimming"). Ids end up in run tags, run keys, Redis keys and log lines,
+# so they are short and printable; a priority is a small int because the run coordinator sorts on it.
+MAX_ID_CHARS = 128
+ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+\-]*")
+ID_RULE = f"1-{MAX_ID_CHARS} characters, letters, digits and . _ : @ + -, starting with a letter or digit"
+MIN_PRIORITY, MAX_PRIORITY = -100, 100
+MAX_GRAPH_VERSION = 2**31 - 1
+MAX_NAME_CHARS = 256  # an input name, a node id in input_masks, a pin name in a mask
+MAX_NAMES = 1_000  # inputs, nodes in input_masks, pins in one node's mask
 
-def _not_blank(value: str) -> str:
+
+def _identifier(value: str) -> str:
     if not value.strip():
         raise ValueError("must not be empty or blank")
+    if len(value) > MAX_ID_CHARS:
+        raise ValueError(f"is {len(value)} characters long; an id is {ID_RULE}")
+    if not ID_PATTERN.fullmatch(value):
+        bad = next((c for c in value if not (c.isascii() and (c.isalnum() or c in "._:@+-"))), value[0])
+        raise ValueError(f"has a character not allowed in an id ({bad!a}); an id is {ID_RULE}")
     return value
 
 
-NonEmptyStr = Annotated[str, AfterValidator(_not_blank)]
+def _names(value: dict[str, Any]) -> dict[str, Any]:
+    if len(value) > MAX_NAMES:
+        raise ValueError(f"has {len(value)} entries; at most {MAX_NAMES}")
+    for name in value:
+        if not name or len(name) > MAX_NAME_CHARS or not name.isprintable():
+            raise ValueError(f"key {name[:40]!a} is not a name (1-{MAX_NAME_CHARS} printable characters)")
+    return value
+
+
+def _masks(value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    _names(value)
+    for mask in value.values():
+        _names(mask)
+    return value
+
+
+Identifier = Annotated[str, AfterValidator(_identifier)]
 
 
 class _WireModel(BaseModel):
@@ -30,24 +63,31 @@ class _WireModel(BaseModel):
 class ExecutionRequest(_WireModel):
     """Run `graph_id` (at `graph_version`, or its active version when None) for `user_id`.
 
-    `request_id` is the idempotency key: the sensor launches the run with run_key=request_id, so a
-    request delivered twice still runs once. `priority` becomes the run's Dagster priority tag (the
+    `request_id` is the idempotency key: it becomes at most one run, whatever the number of listeners
+    and deliveries (see agent_defs.sensors.requests). `priority` becomes the run's Dagster priority tag (the
     stream itself is FIFO; the QueuedRunCoordinator orders queued runs)."""
 
-    request_id: NonEmptyStr
-    graph_id: NonEmptyStr
-    graph_version: Annotated[int, Field(ge=1)] | None = None
-    user_id: NonEmptyStr
-    inputs: dict[str, Any] = Field(default_factory=dict)
-    input_masks: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    priority: int = 0
+    request_id: Identifier
+    graph_id: Identifier
+    graph_version: Annotated[int, Field(ge=1, le=MAX_GRAPH_VERSION)] | None = None
+    user_id: Identifier
+    inputs: Annotated[dict[str, Any], AfterValidator(_names)] = Field(default_factory=dict)
+    # Which nodes exist is known only with the graph: the sensor checks the node ids before the run.
+    input_masks: Annotated[dict[str, dict[str, Any]], AfterValidator(_masks)] = Field(default_factory=dict)
+    priority: Annotated[int, Field(ge=MIN_PRIORITY, le=MAX_PRIORITY)] = 0
+
+    def digest(self) -> str:
+        """What the request asks for, as a short hash: a second entry with the same request id is a
+        producer's retry when its digest is the same, and a conflicting duplicate when it is not."""
+        canonical = json.dumps(self.model_dump(), sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
 
 class CancelRequest(_WireModel):
     """Stop a run, named either by the request that started it or by its Dagster run id."""
 
-    request_id: NonEmptyStr | None = None
-    run_id: NonEmptyStr | None = None
+    request_id: Identifier | None = None
+    run_id: Identifier | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Self:

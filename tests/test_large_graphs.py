@@ -101,6 +101,31 @@ def test_a_graph_beyond_the_limit_is_compiled_fused_and_agrees_with_the_engine(
     assert summary["node_execution_counts"] == reference.execution_counts()
 
 
+def test_validate_says_which_graphs_are_compiled_fused(tmp_path: Path) -> None:
+    (tmp_path / "deep.json").write_text(json.dumps(export(chain(DEFAULT_MAX_OP_DEPTH + 1))), encoding="utf-8")
+    shutil.copy(agents_dir() / "count_to_n.json", tmp_path / "count_to_n.json")
+    proc = subprocess.run(
+        [BIN / "agentflow", "validate", tmp_path], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    deep = lines.index(f"OK   {tmp_path / 'deep.json'} ('Long chain' v1)")
+    assert lines[deep + 1] == (
+        "  - its Dagster job is compiled fused (one op, reference engine): its per-node job would be "
+        f"{DEFAULT_MAX_OP_DEPTH + 1} ops deep, over the limit of {DEFAULT_MAX_OP_DEPTH} "
+        "(AGENTFLOW_MAX_OP_DEPTH) that Dagster's job construction handles"
+    )
+    assert sum("compiled fused" in line for line in lines) == 1  # count_to_n is not
+    bad = subprocess.run(
+        [BIN / "agentflow", "validate", tmp_path],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, MAX_OP_DEPTH_ENV: "deep"},
+    )
+    assert bad.returncode != 0 and "AGENTFLOW_MAX_OP_DEPTH='deep': not a whole number" in bad.stderr
+
+
 # --- the real code location, in its own process (`dagster job list -m agent_defs`) ------------------
 
 

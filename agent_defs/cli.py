@@ -56,6 +56,12 @@ def check_graph_file(path: Path) -> tuple[Graph | None, list[GraphProblem]]:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from agent_defs.compile.mode import CompileModeError, choose_compile, max_op_depth
+
+    try:
+        depth_limit = max_op_depth()
+    except CompileModeError as exc:
+        raise CliError(str(exc)) from None
     worst = EXIT_OK
     for path in _graph_files(args.paths):
         graph, problems = check_graph_file(path)
@@ -67,6 +73,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 print(f"  - {problem}")
         else:
             print(f"OK   {path} ({title})")
+            if graph is not None and (fused_because := choose_compile(graph, depth_limit).fused_because):
+                print(f"  - its Dagster job is compiled fused (one op, reference engine): {fused_because}")
     return worst
 
 

@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance, DagsterInvalidConfigError
 
+from agent_defs.compile.mode import compile_mode
 from agent_defs.compile.plan import OpKind, plan_compile
 from agent_defs.graph import load_graph_file, parse_graph
 from agent_defs.graph.builder import GraphBuilder
 from agent_defs.jobs.catalog import build_catalog
-from agent_defs.jobs.compiler import SUMMARY_OP, TAG_PREFIX, compile_graph, compile_mode
+from agent_defs.jobs.compiler import SUMMARY_OP, TAG_PREFIX, compile_graph
 from agent_defs.jobs.results import read_run_summary
 from agent_defs.jobs.run_config import job_config_schema
 from agent_defs.paths import agents_dir

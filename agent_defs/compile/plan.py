@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cached_property
 
 from agent_defs.graph.model import Graph, Link, base_pin
 from blocks import REGISTRY, Block, BlockRegistry, BlockType
@@ -44,8 +45,12 @@ class CompilePlan:
     ops: list[OpPlan]
     op_of_node: dict[str, str]
 
+    @cached_property
+    def ops_by_name(self) -> dict[str, OpPlan]:
+        return {o.name: o for o in self.ops}
+
     def op(self, name: str) -> OpPlan:
-        return next(o for o in self.ops if o.name == name)
+        return self.ops_by_name[name]  # by name: a scan per link would be quadratic in big graphs
 
 
 _NAME_BAD = re.compile(r"[^A-Za-z0-9_]+")
@@ -148,14 +153,15 @@ def multi_execution_nodes(graph: Graph, registry: BlockRegistry = REGISTRY) -> s
     # A node that starts by its block's own readiness rule (e.g. without its feedback pins) is run by
     # the reference engine, which applies that rule; a Dagster op would wait for every input.
     many.update(node_id for node_id, block in blocks.items() if block.has_custom_readiness)
-    # Everything downstream of a node that may run several times may too.
-    changed = True
-    while changed:
-        changed = False
-        for lk in links:
-            if lk.source_id in many and lk.sink_id not in many:
-                many.add(lk.sink_id)
-                changed = True
+    # Everything downstream of a node that may run several times may too (a worklist: rescanning
+    # every link until nothing changes is quadratic on a long chain listed against its order).
+    to_visit = list(many)
+    while to_visit:
+        node = to_visit.pop()
+        for sink in edges.get(node, ()):
+            if sink not in many:
+                many.add(sink)
+                to_visit.append(sink)
     return many
 
 

@@ -30,6 +30,7 @@ from dagster import (
     mem_io_manager,
 )
 
+from agent_defs.compile.mode import choose_compile
 from agent_defs.compile.plan import CompilePlan, OpKind, OpPlan, identifier, plan_compile
 from agent_defs.engine import EngineLimits, GraphPart, ReferenceEngine, RunOptions, RunResult, RunStatus
 from agent_defs.graph.model import Graph, Link
@@ -337,15 +338,25 @@ def compile_graph(
     engine: ReferenceEngine | None = None,
     console_log_level: str = "INFO",
     name: str | None = None,
+    depth_limit: int | None = None,
 ) -> JobDefinition:
-    """The Dagster job for one stored graph version (named `name`, else from the graph)."""
+    """The Dagster job for one stored graph version (named `name`, else from the graph).
+
+    `fused` forces a mode; by default the graph's stored setting and its depth choose it (against
+    `depth_limit`, else the environment's)."""
     from agent_defs.graph.io_nodes import block_type_of
     from blocks import BlockType
 
+    description = graph.description or graph.name
     if fused is None:
-        fused = compile_mode(graph) == "fused"
+        choice = choose_compile(graph, depth_limit)
+        plan, fused = choice.plan, choice.fused
+        if choice.fused_because:
+            log.warning("%s compiled fused (one op, reference engine): %s", graph.ref, choice.fused_because)
+            description = f"{description}\n\nCompiled fused: {choice.fused_because}."
+    else:
+        plan = plan_compile(graph, fused=fused)
     engine = engine or ReferenceEngine(limits=EngineLimits())
-    plan = plan_compile(graph, fused=fused)
     output_nodes = frozenset(n.id for n in graph.nodes if block_type_of(n) is BlockType.OUTPUT)
     name = name or job_name(graph)
     needs_start = _needs_start(plan)
@@ -370,7 +381,7 @@ def compile_graph(
         name=name,
         node_defs=list(node_defs.values()),
         dependencies=invocations,
-        description=graph.description or graph.name,
+        description=description,
     )
     return graph_def.to_job(
         config=job_config_mapping(graph, console_log_level),
@@ -387,13 +398,6 @@ def compile_graph(
             f"{TAG_PREFIX}compile_mode": "fused" if fused else "per_node",
         },
     )
-
-
-def compile_mode(graph: Graph) -> str:
-    """The compile mode stored with the graph: `{"agentflow": {"compile": "fused"}}` in the export."""
-    settings = graph.extra.get("agentflow")
-    mode = settings.get("compile") if isinstance(settings, Mapping) else None
-    return mode if mode in ("fused", "per_node") else "per_node"
 
 
 def _needs_start(plan: CompilePlan) -> bool:

@@ -127,7 +127,8 @@ class _OpRunner:
         )
         part = GraphPart(self.op.nodes, self.deliveries(inputs))
         engine = services.engine_for(self.engine, context.run_id)
-        result = engine.run_sync(self.graph, params.inputs, options, part=part)
+        budget = services.execution_budget(self.engine.limits.max_node_executions)
+        result = engine.run_sync(self.graph, params.inputs, options, part=part, budget=budget)
         details = _execution_metadata(result, self.output_nodes)
         _log_executions(context, result, completed=self.op.kind is not OpKind.NODE)
         # ...and one JSON line per node execution on stderr (agent_defs/logs.py), for the compute logs.
@@ -344,7 +345,7 @@ def compile_graph(
 
     if fused is None:
         fused = compile_mode(graph) == "fused"
-    engine = engine or ReferenceEngine(limits=EngineLimits())
+    engine = engine or ReferenceEngine(limits=EngineLimits.from_env())
     plan = plan_compile(graph, fused=fused)
     output_nodes = frozenset(n.id for n in graph.nodes if block_type_of(n) is BlockType.OUTPUT)
     name = name or job_name(graph)

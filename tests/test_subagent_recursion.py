@@ -15,8 +15,7 @@ from typing import Any
 import pytest
 from dagster import DagsterInstance
 
-from agent_defs.engine import EngineLimits, ReferenceEngine, RunStatus
-from agent_defs.engine.reference import ExecutionBudget
+from agent_defs.engine import EngineLimits, ExecutionBudget, ReferenceEngine, RunStatus
 from agent_defs.graph import Graph, load_graph_file
 from agent_defs.graph.builder import GraphBuilder
 from agent_defs.graph.subagents import SubAgentReferenceError, resolve_sub_agent
@@ -284,7 +283,8 @@ def test_compiled_job_steps_share_one_budget(instance: DagsterInstance) -> None:
     assert alone.status is RunStatus.COMPLETED
     total = spent.used  # the run's 5 node executions and 2 x (3 in g1 + 3 in g2) in its sub-runs
     assert total == 5 + 2 * (3 + 3)
-    for budget, expected in ((total, "COMPLETED"), (total - 1, "FAILED")):
+    # Twice with the exact budget: each run starts with a full one (the resource is shared by jobs).
+    for budget, expected in ((total, "COMPLETED"), (total, "COMPLETED"), (total - 1, "FAILED")):
         engine = ReferenceEngine(limits=EngineLimits(max_node_executions=budget))
         job = compile_graph(graph, engine=engine, console_log_level="ERROR")
         run = job.execute_in_process(

@@ -638,7 +638,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-subagent-depth",
         type=_whole_number(0),
         metavar="N",
-        help="how deep sub-agents may nest (default: AGENTFLOW_MAX_SUBAGENT_DEPTH, else 16)",
+        help="how deep sub-agents may nest (default: AGENTFLOW_MAX_SUBAGENT_DEPTH, else 10)",
     )
     run.add_argument(
         "--engine",

@@ -40,9 +40,12 @@ def _graph_files(paths: Sequence[str]) -> Iterator[Path]:
             raise CliError(f"{path}: no such file or directory")
 
 
-def check_graph_file(path: Path) -> tuple[Graph | None, list[GraphProblem]]:
+def check_graph_file(
+    path: Path, max_subagent_depth: int | None = None
+) -> tuple[Graph | None, list[GraphProblem]]:
     """(the graph or None, every problem with it): what the loader reports and, when the rest of the
-    graph could be read, what validation finds in that rest, so that one check reports everything."""
+    graph could be read, what validation finds in that rest, so that one check reports everything.
+    `max_subagent_depth`: deeper sub-agent chains are refused (default: the environment's limit)."""
     from agent_defs.graph import GraphLoadError, load_graph_file
     from agent_defs.graph.validation import validate_graph
 
@@ -51,8 +54,11 @@ def check_graph_file(path: Path) -> tuple[Graph | None, list[GraphProblem]]:
     except GraphLoadError as exc:
         if exc.graph is None:
             return None, list(exc.problems)
-        return None, [*exc.problems, *validate_graph(exc.graph, broken_nodes=exc.broken_nodes)]
-    return graph, validate_graph(graph)
+        found = validate_graph(
+            exc.graph, broken_nodes=exc.broken_nodes, max_subagent_depth=max_subagent_depth
+        )
+        return None, [*exc.problems, *found]
+    return graph, validate_graph(graph, max_subagent_depth=max_subagent_depth)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -112,14 +118,45 @@ def _collect_inputs(args: argparse.Namespace) -> dict[str, Any]:
     return inputs
 
 
+def _whole_number(minimum: int) -> Any:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, got {raw!r}")
+        return value
+
+    return parse
+
+
+def _engine_limits(args: argparse.Namespace) -> Any:
+    """The environment's limits, with the command line's flags over them."""
+    from dataclasses import replace
+
+    from agent_defs.engine import EngineLimits
+
+    try:
+        limits = EngineLimits.from_env()
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    if args.max_node_executions is not None:
+        limits = replace(limits, max_node_executions=args.max_node_executions)
+    if args.max_subagent_depth is not None:
+        limits = replace(limits, max_subagent_depth=args.max_subagent_depth)
+    return limits
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    from agent_defs.engine import EngineLimits, ReferenceEngine, RunOptions
+    from agent_defs.engine import ReferenceEngine, RunOptions
     from agent_defs.graph.io_nodes import graph_input_names
 
     path = Path(args.path)
     if not path.is_file():
         raise CliError(f"{path}: no such file")
-    graph, problems = check_graph_file(path)
+    limits = _engine_limits(args)
+    graph, problems = check_graph_file(path, limits.max_subagent_depth)
     if problems or graph is None:
         raise CliError(f"{path} cannot run:\n" + "\n".join(f"  - {p}" for p in problems))
     inputs = _collect_inputs(args)
@@ -131,7 +168,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"its inputs are: {', '.join(map(repr, known)) or '(none)'}"
         )
     if args.engine == "dagster":
-        return _run_on_dagster(graph, inputs, args)
+        return _run_on_dagster(graph, inputs, args, ReferenceEngine(limits=limits))
     from agent_defs.instance import prepare_dagster_home
     from agent_defs.store.env import DATABASE_VAR
     from agent_defs.store.kv_data import kv_store_for
@@ -139,9 +176,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     # The same durable values as the Dagster runs of this machine: the platform database, else a file
     # in the project's Dagster home.
     kv_store = kv_store_for(os.environ.get(DATABASE_VAR, ""), prepare_dagster_home())
-    engine = ReferenceEngine(
-        limits=EngineLimits(max_node_executions=args.max_node_executions), kv_store=kv_store
-    )
+    engine = ReferenceEngine(limits=limits, kv_store=kv_store)
     options = RunOptions(run_id=args.run_id, user_id=args.user)
     result = engine.run_sync(graph, inputs, options)
     if args.json:
@@ -161,7 +196,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK if result.status.value == "COMPLETED" else EXIT_FAILED
 
 
-def _run_on_dagster(graph: Any, inputs: dict[str, Any], args: argparse.Namespace) -> int:
+def _run_on_dagster(graph: Any, inputs: dict[str, Any], args: argparse.Namespace, engine: Any) -> int:
     """Compile the graph and execute the job in this process, recorded in the project's instance."""
     from agent_defs.instance import prepare_dagster_home
 
@@ -177,7 +212,7 @@ def _run_on_dagster(graph: Any, inputs: dict[str, Any], args: argparse.Namespace
 
     with DagsterInstance.get() as instance:
         try:
-            result = compile_graph(graph, console_log_level="WARNING").execute_in_process(
+            result = compile_graph(graph, engine=engine, console_log_level="WARNING").execute_in_process(
                 instance=instance,
                 run_config={"inputs": inputs, "user_id": args.user},
                 raise_on_error=False,
@@ -608,7 +643,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print the result as one JSON object")
     run.add_argument("--user", default="local", help="the user the run belongs to")
     run.add_argument("--run-id", default="local-run")
-    run.add_argument("--max-node-executions", type=int, default=100_000, metavar="N")
+    run.add_argument(
+        "--max-node-executions",
+        type=_whole_number(1),
+        metavar="N",
+        help="node executions the run and all its sub-agents may start together "
+        "(default: AGENTFLOW_MAX_NODE_EXECUTIONS, else 100000)",
+    )
+    run.add_argument(
+        "--max-subagent-depth",
+        type=_whole_number(0),
+        metavar="N",
+        help="how deep sub-agents may nest (default: AGENTFLOW_MAX_SUBAGENT_DEPTH, else 10)",
+    )
     run.add_argument(
         "--engine",
         choices=("reference", "dagster"),

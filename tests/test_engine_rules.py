@@ -409,7 +409,8 @@ def test_rule9_sub_agent_runs_child_and_yields_its_outputs() -> None:
     assert result.outputs == {"result": ["HELLO!"]}
 
 
-def test_rule9_sub_agent_falls_back_to_version_when_graph_id_matches_nothing() -> None:
+def test_rule9_sub_agent_found_by_version_and_interface_when_graph_id_matches_nothing() -> None:
+    # As in real exports: the node's graph_id is the author's library copy, not the sub-graph's id.
     result = engine().run_sync(_parent_with(_child_graph(graph_id="stored-under-another-id"), "exported-id"))
     assert result.outputs == {"result": ["HELLO!"]}
 

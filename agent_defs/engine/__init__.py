@@ -3,6 +3,8 @@
 from agent_defs.engine.reference import (
     EngineLimits,
     ExecStatus,
+    ExecutionBudget,
+    ExecutionCapError,
     ExecutionObserver,
     GraphPart,
     InsufficientBalanceError,
@@ -12,11 +14,14 @@ from agent_defs.engine.reference import (
     RunOptions,
     RunResult,
     RunStatus,
+    SubAgentDepthError,
 )
 
 __all__ = [
     "EngineLimits",
     "ExecStatus",
+    "ExecutionBudget",
+    "ExecutionCapError",
     "ExecutionObserver",
     "GraphPart",
     "InsufficientBalanceError",
@@ -26,4 +31,5 @@ __all__ = [
     "RunOptions",
     "RunResult",
     "RunStatus",
+    "SubAgentDepthError",
 ]

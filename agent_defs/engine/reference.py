@@ -12,6 +12,7 @@ SmartDecisionMaker does with its feedback pins (AutoGPT's get_missing_links/get_
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import time
 from collections import deque
@@ -26,7 +27,12 @@ from agent_defs.credentials.redaction import Redactor
 from agent_defs.engine import dynamic_pins
 from agent_defs.engine.costs import Pricing, block_usage_cost, matching_cost
 from agent_defs.graph.model import Graph, Link, Node
-from agent_defs.graph.validation import sub_graph_of
+from agent_defs.graph.subagents import (
+    DEFAULT_MAX_SUBAGENT_DEPTH,
+    max_subagent_depth_from_env,
+    resolve_sub_agent,
+    sub_graph_of,
+)
 from agent_defs.resilience.policy import (
     BreakerService,
     NodeGuard,
@@ -77,7 +83,11 @@ class ModerationError(RunStoppedError):
 
 
 class ExecutionCapError(RunStoppedError):
-    pass
+    """The node-execution budget of a run (shared with its sub-agent runs) is spent."""
+
+
+class SubAgentDepthError(RunStoppedError):
+    """A sub-agent would start deeper than the depth limit (a recursive sub-agent, most likely)."""
 
 
 @dataclass(slots=True)
@@ -223,13 +233,10 @@ class _NoObserver:
 
 
 class GraphResolver(Protocol):
-    """Finds the graph an AgentExecutor node runs (pinned by version)."""
+    """Finds the graph an AgentExecutor node of `root` (or of a graph stored with it) runs; raises
+    SubAgentReferenceError naming why not (graph/subagents.py has the rule)."""
 
-    def __call__(self, parent: Graph, graph_id: str, version: int, pins: frozenset[str]) -> Graph | None: ...
-
-
-def resolve_from_sub_graphs(parent: Graph, graph_id: str, version: int, pins: frozenset[str]) -> Graph | None:
-    return parent.find_sub_graph(graph_id, version, pins=pins)
+    def __call__(self, root: Graph, node: Node) -> Graph: ...
 
 
 @dataclass(frozen=True)
@@ -241,10 +248,40 @@ class GraphPart:
     deliveries: Sequence[tuple[Link, Any]] = ()
 
 
+DEFAULT_MAX_NODE_EXECUTIONS = 100_000
+MAX_NODE_EXECUTIONS_VAR = "AGENTFLOW_MAX_NODE_EXECUTIONS"
+
+
 @dataclass(frozen=True, slots=True)
 class EngineLimits:
-    max_node_executions: int = 100_000  # per run, sub-agent runs counted separately
+    # One budget for a run and all its sub-agent runs (a compiled job: for all its steps).
+    max_node_executions: int = DEFAULT_MAX_NODE_EXECUTIONS
     node_concurrency: int = 8
+    max_subagent_depth: int = DEFAULT_MAX_SUBAGENT_DEPTH  # the run itself is depth 0
+
+    @classmethod
+    def from_env(cls) -> EngineLimits:
+        """AGENTFLOW_MAX_NODE_EXECUTIONS and AGENTFLOW_MAX_SUBAGENT_DEPTH, read when called."""
+        raw = os.environ.get(MAX_NODE_EXECUTIONS_VAR, "").strip() or str(DEFAULT_MAX_NODE_EXECUTIONS)
+        try:
+            cap = int(raw)
+        except ValueError:
+            cap = 0
+        if cap < 1:
+            raise ValueError(f"{MAX_NODE_EXECUTIONS_VAR}={raw!r}: expected a whole number >= 1")
+        return cls(max_node_executions=cap, max_subagent_depth=max_subagent_depth_from_env())
+
+
+class ExecutionBudget:
+    """Node executions left to a run and its sub-agent runs: each started execution takes one."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def take(self) -> bool:
+        self.used += 1
+        return self.used <= self.limit
 
 
 @dataclass(frozen=True)
@@ -438,7 +475,7 @@ class ReferenceEngine:
         self,
         registry: BlockRegistry = REGISTRY,
         limits: EngineLimits = EngineLimits(),
-        resolve_graph: GraphResolver = resolve_from_sub_graphs,
+        resolve_graph: GraphResolver = resolve_sub_agent,
         observer_factory: Callable[[Graph, RunOptions], ExecutionObserver] | None = None,
         credentials: CredentialsResolver | None = None,
         pricing: Pricing | None = None,
@@ -486,8 +523,9 @@ class ReferenceEngine:
         options: RunOptions = RunOptions(),
         control: RunControl | None = None,
         part: GraphPart | None = None,
+        budget: ExecutionBudget | None = None,
     ) -> RunResult:
-        return asyncio.run(self.run(graph, inputs or {}, options, control, part))
+        return asyncio.run(self.run(graph, inputs or {}, options, control, part, budget))
 
     async def run(
         self,
@@ -496,9 +534,12 @@ class ReferenceEngine:
         options: RunOptions = RunOptions(),
         control: RunControl | None = None,
         part: GraphPart | None = None,
+        budget: ExecutionBudget | None = None,
     ) -> RunResult:
-        """Run a graph (or a part of it) to the end; a cancelled run returns TERMINATED, not raising."""
-        run = _Run(self, graph, inputs, options, root=graph, part=part)
+        """Run a graph (or a part of it) to the end; a cancelled run returns TERMINATED, not raising.
+        `budget`: node executions shared with other runs (a compiled job's steps), else the run's own."""
+        budget = budget or ExecutionBudget(self.limits.max_node_executions)
+        run = _Run(self, graph, inputs, options, root=graph, part=part, budget=budget)
         task = asyncio.create_task(run.drive())
         if control is not None:
             control._attach(task)
@@ -525,8 +566,13 @@ class _Run:
         root: Graph,
         on_graph_output: Callable[[str, Any], None] | None = None,
         part: GraphPart | None = None,
+        budget: ExecutionBudget | None = None,
+        calls: tuple[str, ...] = (),
     ) -> None:
         self.engine = engine
+        self.budget = budget or ExecutionBudget(engine.limits.max_node_executions)
+        # The graphs of the runs that started this one as a sub-agent, outermost first.
+        self.calls = calls
         self.graph = graph
         self.root = root
         self.inputs = inputs
@@ -544,7 +590,6 @@ class _Run:
         self.stop_error: RunStoppedError | None = None
         self.result = RunResult(run_id=options.run_id, graph_id=graph.id, graph_version=graph.version)
         self.limit = engine.limits.node_concurrency
-        self.cap = engine.limits.max_node_executions
 
     # --- driving ----------------------------------------------------------------------------------
     async def drive(self) -> RunResult:
@@ -706,12 +751,14 @@ class _Run:
         model, data = ex.validated, ex.input_data
         ex.validated = None
         self.result.executions.append(ex)
-        if len(self.result.executions) > self.cap:
+        if not self.budget.take():
             ex.status = ExecStatus.TERMINATED
+            where = f" (sub-agent at depth {len(self.calls)})" if self.calls else ""
             self._stop_run(
                 ExecutionCapError(
-                    f"{self.graph.ref}: stopped after {self.cap} node executions "
-                    "(the per-run cap; is a loop not terminating?)"
+                    f"{self.graph.ref}{where}: stopped after {self.budget.limit} node executions "
+                    "(max_node_executions, one budget for the run and its sub-agents; "
+                    "is a loop or a recursive sub-agent not terminating?)"
                 )
             )
             return
@@ -942,11 +989,16 @@ class _Run:
     async def _run_subgraph(
         self, graph_id: str, graph_version: int, inputs: Mapping[str, Any], ctx: RunContext
     ) -> AsyncIterator[tuple[str, Any]]:
-        pins = frozenset(inputs)
-        child_graph = self.engine.resolve_graph(self.root, graph_id, graph_version, pins)
-        if child_graph is None:
-            raise ValueError(
-                f"sub-agent graph {graph_id} v{graph_version} is not stored with {self.root.ref}"
+        # The node's own reference decides, resolved as validation resolves it (graph_id and
+        # graph_version arrive here too, but not the schemas that identify an export's sub-graph).
+        child_graph = self.engine.resolve_graph(self.root, self.graph.nodes_by_id[ctx.node_id])
+        calls = (*self.calls, self.graph.ref)
+        if len(calls) > self.engine.limits.max_subagent_depth:
+            chain = " -> ".join([*calls, child_graph.ref][-4:])
+            raise SubAgentDepthError(
+                f"node {ctx.node_id} of {self.graph.ref} would start sub-agent {child_graph.ref} at depth "
+                f"{len(calls)}, deeper than max_subagent_depth {self.engine.limits.max_subagent_depth} "
+                f"(... {chain}; a recursive sub-agent?)"
             )
         queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         child = _Run(
@@ -958,6 +1010,8 @@ class _Run:
             ),
             root=self.root,
             on_graph_output=lambda name, value: queue.put_nowait((name, value)),
+            budget=self.budget,
+            calls=calls,
         )
         task = asyncio.create_task(child.drive())
         getter: asyncio.Future[tuple[str, Any]] | None = None
@@ -972,6 +1026,9 @@ class _Run:
             while not queue.empty():
                 yield queue.get_nowait()
             result = task.result()
+            if child.stop_error is not None:
+                # Spent budget, depth, credits, moderation: they stop the whole run, not one node.
+                raise child.stop_error
             if result.status is not RunStatus.COMPLETED:
                 raise RuntimeError(f"sub-agent {child_graph.ref} {result.status.value}: {result.error}")
         finally:

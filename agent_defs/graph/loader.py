@@ -18,6 +18,10 @@ from agent_defs.graph.model import Graph, GraphProblem, Link, Node
 # AutoGPT stores a graph's version as a 32-bit integer (Prisma Int), and so does the Postgres store.
 MAX_VERSION = 2**31 - 1
 _BOOL = TypeAdapter(bool)
+# AutoGPT exports list every sub-graph flat in the top graph's `sub_graphs`; nesting them inside each
+# other is read only this deep, which keeps reading, validating and comparing graphs well within
+# Python's recursion limit.
+MAX_SUB_GRAPH_NESTING = 32
 
 _GRAPH_KEYS = {"id", "version", "name", "description", "nodes", "links", "sub_graphs", "subgraphs"}
 
@@ -54,6 +58,16 @@ def load_graph_file(path: Path) -> Graph:
     except json.JSONDecodeError as exc:
         raise GraphLoadError(
             [GraphProblem(where, f"is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})")]
+        ) from None
+    except RecursionError:
+        raise GraphLoadError(
+            [
+                GraphProblem(
+                    where,
+                    "is nested too deeply to read (objects and lists inside each other hundreds of "
+                    f"levels deep; sub_graphs may nest at most {MAX_SUB_GRAPH_NESTING} levels)",
+                )
+            ]
         ) from None
     return parse_graph(data, source=where)
 
@@ -98,7 +112,9 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _parse_graph(data: Any, source: str, problems: list[GraphProblem], broken: set[str]) -> Graph | None:
+def _parse_graph(
+    data: Any, source: str, problems: list[GraphProblem], broken: set[str], nesting: int = 0
+) -> Graph | None:
     """The graph, or None when it is unusable as a whole (its problems are all collected either way).
 
     Unusable nodes are left out and their ids added to `broken`; the rest of the graph stays checkable.
@@ -163,8 +179,20 @@ def _parse_graph(data: Any, source: str, problems: list[GraphProblem], broken: s
     if not isinstance(raw_subs, list):
         problems.append(GraphProblem(where, "'sub_graphs' must be a list"))
         raw_subs = []
+    if raw_subs and nesting >= MAX_SUB_GRAPH_NESTING:
+        problems.append(
+            GraphProblem(
+                where,
+                f"'sub_graphs' nest more than {MAX_SUB_GRAPH_NESTING} levels deep (a graph's sub-graphs "
+                "inside its sub-graphs); list every sub-graph in the top graph's 'sub_graphs' instead",
+            )
+        )
+        raw_subs = []
     graph_problems += len(problems) - start
-    subs = [_parse_graph(raw, f"{where} sub-graph {i}", problems, broken) for i, raw in enumerate(raw_subs)]
+    subs = [
+        _parse_graph(raw, f"{where} sub-graph {i}", problems, broken, nesting + 1)
+        for i, raw in enumerate(raw_subs)
+    ]
     if graph_problems or None in subs:
         return None
     description = data.get("description")

@@ -81,30 +81,6 @@ class Graph:
     def ref(self) -> str:
         return f"graph {self.name!r} ({self.id} v{self.version})"
 
-    def find_sub_graph(
-        self, graph_id: str, version: int, name_hint: str = "", pins: frozenset[str] = frozenset()
-    ) -> Graph | None:
-        """The sub-graph an AgentExecutor node means.
-
-        Exact (id, version) first. Real exports often carry a graph_id that matches no sub-graph, so
-        then: the same version, narrowed by name and finally by the input/output pin names.
-        """
-        for sub in self.sub_graphs:
-            if sub.id == graph_id and sub.version == version:
-                return sub
-        candidates = [s for s in self.sub_graphs if s.version == version] or list(self.sub_graphs)
-        if name_hint:
-            named = [s for s in candidates if s.name.strip().lower() == name_hint.strip().lower()]
-            candidates = named or candidates
-        if len(candidates) > 1 and pins:
-            candidates = [s for s in candidates if pins <= s.io_names()] or candidates
-        return candidates[0] if len(candidates) == 1 else None
-
-    def io_names(self) -> frozenset[str]:
-        from agent_defs.graph.io_nodes import graph_input_names, graph_output_names
-
-        return frozenset(graph_input_names(self)) | frozenset(graph_output_names(self))
-
 
 @dataclass(frozen=True, slots=True)
 class GraphProblem:

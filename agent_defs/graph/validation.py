@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable
 from functools import cache
 
 from agent_defs.graph.input_defaults import default_problems
 from agent_defs.graph.model import Graph, GraphProblem, Link, Node, bad_list_indexes, base_pin
+from agent_defs.graph.subagents import sub_agent_problems
 from agent_defs.paths import shared_dir
 from blocks import REGISTRY, BlockRegistry, BlockType
 
 # Pin types that no runtime conversion can bridge (anything converts to text; text may parse).
 _SCALARS = frozenset({"integer", "number", "boolean"})
 _CONTAINERS = frozenset({"array", "object"})
-
-SubGraphLookup = Callable[[Graph, Node], Graph | None]
 
 
 @cache
@@ -42,36 +40,21 @@ def types_conflict(source: str | None, sink: str | None) -> bool:
     return (source in _CONTAINERS and sink in _SCALARS) or (source in _SCALARS and sink in _CONTAINERS)
 
 
-def sub_graph_of(graph: Graph, node: Node) -> Graph | None:
-    """The sub-graph an AgentExecutor node runs, looked up among the graph's own sub-graphs."""
-    data = node.input_default
-    version = data.get("graph_version")
-    if not isinstance(version, int):
-        return None
-    pins = frozenset(_schema_names(data.get("input_schema"))) | frozenset(
-        _schema_names(data.get("output_schema"))
-    )
-    return graph.find_sub_graph(str(data.get("graph_id", "")), version, node.label, pins)
-
-
-def _schema_names(schema: object) -> list[str]:
-    if isinstance(schema, dict) and isinstance(schema.get("properties"), dict):
-        return [str(k) for k in schema["properties"]]
-    return []
-
-
 def validate_graph(
     graph: Graph,
     registry: BlockRegistry = REGISTRY,
-    find_sub_graph: SubGraphLookup = sub_graph_of,
     root: Graph | None = None,
     broken_nodes: frozenset[str] = frozenset(),
+    max_subagent_depth: int | None = None,
 ) -> list[GraphProblem]:
     """Every problem with the graph. `broken_nodes`: ids of nodes the loader could not read (and
-    reported); links touching them are not checked, but still count as feeding their sink pin."""
-    root = root or graph
+    reported); links touching them are not checked, but still count as feeding their sink pin.
+    Sub-agent references, recursion and depth are checked once, from the root (graph/subagents.py)."""
     where = graph.ref
     problems: list[GraphProblem] = []
+    if root is None:
+        root = graph
+        problems.extend(sub_agent_problems(graph, registry, max_subagent_depth))
 
     for node_id, count in Counter(n.id for n in graph.nodes).items():
         if count > 1:
@@ -89,17 +72,6 @@ def validate_graph(
                 else f"unknown block id {node.block_id}"
             )
             problems.append(GraphProblem(where, message, node=node.id))
-            continue
-        if block.block_type is BlockType.AGENT and find_sub_graph(root, node) is None:
-            data = node.input_default
-            problems.append(
-                GraphProblem(
-                    where,
-                    f"sub-agent graph {data.get('graph_id')} v{data.get('graph_version')} is not stored "
-                    "with this graph",
-                    node=node_ref(node, registry),
-                )
-            )
 
     linked: dict[str, set[str]] = {}
     static_by_pin: dict[str, dict[str, bool]] = {}  # node -> linked pin -> fed by a static link
@@ -192,7 +164,7 @@ def validate_graph(
             )
 
     for sub in graph.sub_graphs:
-        problems.extend(validate_graph(sub, registry, find_sub_graph, root, broken_nodes))
+        problems.extend(validate_graph(sub, registry, root, broken_nodes))
     return problems
 
 

@@ -128,7 +128,8 @@ class _OpRunner:
         )
         part = GraphPart(self.op.nodes, self.deliveries(inputs))
         engine = services.engine_for(self.engine, context.run_id)
-        result = engine.run_sync(self.graph, params.inputs, options, part=part)
+        budget = services.execution_budget(self.engine.limits.max_node_executions)
+        result = engine.run_sync(self.graph, params.inputs, options, part=part, budget=budget)
         details = _execution_metadata(result, self.output_nodes)
         _log_executions(context, result, completed=self.op.kind is not OpKind.NODE)
         # ...and one JSON line per node execution on stderr (agent_defs/logs.py), for the compute logs.
@@ -356,7 +357,7 @@ def compile_graph(
             description = f"{description}\n\nCompiled fused: {choice.fused_because}."
     else:
         plan = plan_compile(graph, fused=fused)
-    engine = engine or ReferenceEngine(limits=EngineLimits())
+    engine = engine or ReferenceEngine(limits=EngineLimits.from_env())
     output_nodes = frozenset(n.id for n in graph.nodes if block_type_of(n) is BlockType.OUTPUT)
     name = name or job_name(graph)
     needs_start = _needs_start(plan)

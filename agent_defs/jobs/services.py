@@ -18,7 +18,7 @@ from dagster import ConfigurableResource, InitResourceContext
 from pydantic import PrivateAttr
 
 from agent_defs.engine import ExecutionObserver, ReferenceEngine, RunOptions
-from agent_defs.engine.reference import CredentialsResolver
+from agent_defs.engine.reference import CredentialsResolver, ExecutionBudget
 from agent_defs.graph.model import Graph
 from blocks import BlockCost, CostType, TokenRate
 
@@ -53,6 +53,7 @@ class PlatformServices(ConfigurableResource):
     _cache: Any = PrivateAttr(default=None)
     _kv_store: Any = PrivateAttr(default=None)
     _settings: dict[str, Any] = PrivateAttr(default_factory=dict)
+    _budget: ExecutionBudget | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
         database_url = self.database_url or os.environ.get(DATABASE_VAR, "")
@@ -120,6 +121,13 @@ class PlatformServices(ConfigurableResource):
     @property
     def settings(self) -> dict[str, Any]:
         return self._settings
+
+    def execution_budget(self, limit: int) -> ExecutionBudget:
+        """The run's one node-execution budget: every step (and its sub-agents) takes from it. The
+        resource lives as long as the run (the jobs use the in-process executor)."""
+        if self._budget is None:
+            self._budget = ExecutionBudget(limit)
+        return self._budget
 
     def engine_for(self, engine: ReferenceEngine, dagster_run_id: str) -> ReferenceEngine:
         return engine.with_services(

@@ -33,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -41,7 +40,13 @@ from urllib.parse import quote, quote_plus
 
 from pydantic import BaseModel, Field, SecretStr
 
-from blocks.library.http import RequestRefused, _normalise_url, pin_to_checked_address
+from blocks.outbound import (
+    OutboundPolicy,
+    RequestRefused,
+    normalise_url,
+    pinned_requests_session,
+    system_resolve,
+)
 from blocks.sdk import (
     Block,
     BlockCategory,
@@ -135,28 +140,6 @@ class Target:
     base_url: str
     host_header: str | None = None
     server_hostname: str | None = None
-
-
-def _pinned_session(target: Target) -> Any:
-    """A requests session for a pinned base URL: no environment proxies, and for https the TLS server
-    name and certificate check of the original host on the connection to the checked IP."""
-    import requests
-    from requests.adapters import HTTPAdapter
-
-    class PinnedTLSAdapter(HTTPAdapter):
-        def __init__(self, hostname: str) -> None:
-            self._hostname = hostname  # before HTTPAdapter.__init__, which builds the pool manager
-            super().__init__()
-
-        def init_poolmanager(self, connections: int, maxsize: int, block: bool = False, **kw: Any) -> None:
-            kw.update(server_hostname=self._hostname, assert_hostname=self._hostname)
-            super().init_poolmanager(connections, maxsize, block=block, **kw)
-
-    session = requests.Session()
-    session.trust_env = False
-    if target.server_hostname:
-        session.mount("https://", PinnedTLSAdapter(target.server_hostname))
-    return session
 
 
 def _describe(exc: BaseException, endpoint: MapsEndpoint) -> str:
@@ -334,14 +317,13 @@ class GoogleMapsSearchBlock(Block):
 
     # --- I/O helpers: self-tests replace these ---------------------------------------------------------
     async def _resolve(self, host: str, port: int) -> list[str]:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        return list(dict.fromkeys(str(info[4][0]) for info in infos))
+        return await system_resolve(host, port)
 
     def _make_client(self, endpoint: MapsEndpoint, target: Target) -> Any:
         """The googlemaps client for this search (ValueError for a key it rejects)."""
         import googlemaps
 
-        session = _pinned_session(target) if not endpoint.is_default else None
+        session = pinned_requests_session(target.server_hostname) if not endpoint.is_default else None
         headers = {"Host": target.host_header} if target.host_header else {}
         return googlemaps.Client(
             key=endpoint.api_key.get_secret_value(),
@@ -357,8 +339,8 @@ class GoogleMapsSearchBlock(Block):
     async def _target(self, endpoint: MapsEndpoint, allow_private: bool) -> Target:
         if endpoint.is_default:
             return Target(DEFAULT_BASE_URL)
-        url = _normalise_url(endpoint.base_url)
-        pinned, sni = await pin_to_checked_address(url, self._resolve, allow_private)
+        url = normalise_url(endpoint.base_url)
+        pinned, sni = await OutboundPolicy(self._resolve, allow_private).pin(url)
         host_header = url.netloc.decode("ascii") if pinned.host != url.host else None
         return Target(str(pinned).rstrip("/"), host_header, sni)
 

@@ -17,10 +17,8 @@ checked address. Redirects are not followed.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -29,12 +27,13 @@ from urllib.parse import quote
 import httpx
 from pydantic import Field, SecretStr
 
-from blocks.library.http import (
+from blocks.outbound import (
     PRIVATE_TEST_ADDRESS,
+    OutboundPolicy,
     RequestRefused,
-    _normalise_url,
     fixed_resolve,
-    pin_to_checked_address,
+    normalise_url,
+    system_resolve,
 )
 from blocks.sdk import (
     Block,
@@ -96,8 +95,7 @@ class _JinaBlock(Block):
     repeated_output_pins = frozenset()
 
     async def _resolve(self, host: str, port: int) -> list[str]:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        return list(dict.fromkeys(str(info[4][0]) for info in infos))
+        return await system_resolve(host, port)
 
     async def _send(self, url: httpx.URL, headers: dict[str, str], sni: str | None) -> httpx.Response:
         async with httpx.AsyncClient(
@@ -110,9 +108,8 @@ class _JinaBlock(Block):
             return response
 
     async def get_text(self, url: str, headers: dict[str, str], ctx: RunContext) -> httpx.Response:
-        parsed = _normalise_url(url)
-        allow_private = bool(ctx.settings.get("allow_private_addresses"))
-        target, sni = await pin_to_checked_address(parsed, self._resolve, allow_private)
+        parsed = normalise_url(url)
+        target, sni = await OutboundPolicy.for_settings(ctx.settings, self._resolve).pin(parsed)
         return await self._send(target, {**headers, "Host": parsed.netloc.decode("ascii")}, sni)
 
 

@@ -32,7 +32,6 @@ import asyncio
 import json
 import os
 import re
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -42,12 +41,14 @@ from urllib.parse import parse_qs, urlparse
 import httpx
 from pydantic import Field
 
-from blocks.library.http import (
+from blocks.outbound import (
     PRIVATE_TEST_ADDRESS,
+    OutboundPolicy,
     RequestRefused,
-    _normalise_url,
     fixed_resolve,
-    pin_to_checked_address,
+    normalise_url,
+    origin_of,
+    system_resolve,
 )
 from blocks.sdk import (
     Block,
@@ -148,11 +149,11 @@ class Route:
         """The URL to send a request for `url` to, and the Host header to send (None: the URL's).
         Only the YouTube origin (mapped onto the base URL) and the base URL's own origin are allowed."""
         parsed = httpx.URL(url)
-        origin = (parsed.scheme, parsed.host.lower(), parsed.port or _default_port(parsed.scheme))
+        origin = origin_of(parsed)
         prefix = self.base.raw_path.rstrip(b"/") if self.base.raw_path != b"/" else b""
         if origin == ("https", "www.youtube.com", 443):
             raw_path = prefix + parsed.raw_path
-        elif origin == _origin(self.base):
+        elif origin == origin_of(self.base):
             raw_path = parsed.raw_path
         else:
             raise RequestRefused(
@@ -162,14 +163,6 @@ class Route:
         sent = self.target.copy_with(raw_path=raw_path)
         host_header = self.base.netloc.decode("ascii") if sent.host != self.base.host else None
         return str(sent), host_header
-
-
-def _default_port(scheme: str) -> int:
-    return 443 if scheme == "https" else 80
-
-
-def _origin(url: httpx.URL) -> tuple[str, str, int]:
-    return (url.scheme, url.host.lower(), url.port or _default_port(url.scheme))
 
 
 def _origin_text(url: httpx.URL) -> str:
@@ -329,24 +322,23 @@ class TranscribeYoutubeVideoBlock(Block):
         return os.environ.get(PROXY_URL_VAR) or DEFAULT_PROXY_URL
 
     async def _resolve(self, host: str, port: int) -> list[str]:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        return list(dict.fromkeys(str(info[4][0]) for info in infos))
+        return await system_resolve(host, port)
 
     def _fetch_transcript(self, video_id: str, route: Route) -> Any:
         return fetch_transcript(video_id, route)
 
     # --- logic -----------------------------------------------------------------------------------------
     async def _route(self, ctx: RunContext) -> Route:
-        allow_private = bool(ctx.settings.get("allow_private_addresses"))
-        base = _normalise_url(self._base_url())
+        policy = OutboundPolicy.for_settings(ctx.settings, self._resolve)
+        base = normalise_url(self._base_url())
         login = proxy_login(ctx.credentials.get("credentials"))
-        target, sni = await pin_to_checked_address(base, self._resolve, allow_private)
+        target, sni = await policy.pin(base)
         if login is None:
             return Route(base=base, target=target, sni=sni)
-        proxy = _normalise_url(self._proxy_url())
+        proxy = normalise_url(self._proxy_url())
         if proxy.scheme != "http":
             raise RequestRefused(f"{PROXY_URL_VAR} must be an http:// proxy URL, not {proxy.scheme}://")
-        pinned_proxy, _ = await pin_to_checked_address(proxy, self._resolve, allow_private)
+        pinned_proxy, _ = await policy.pin(proxy)
         # Through a proxy, the proxy resolves and connects to the base host: the request keeps its name.
         return Route(
             base=base,

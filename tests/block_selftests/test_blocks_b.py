@@ -15,7 +15,8 @@ import pytest
 
 import blocks
 from blocks.library.branching import ConditionBlock, IfInputMatchesBlock
-from blocks.library.http import OutgoingRequest, SendWebRequestBlock, is_blocked_address
+from blocks.library.http import OutgoingRequest, SendWebRequestBlock
+from blocks.outbound import is_blocked_address
 from blocks.library.text import (
     CombineTextsBlock,
     ExtractTextInformationBlock,

@@ -1,0 +1,357 @@
+"""The one outbound-connection policy (blocks/outbound) under hostile DNS and hostile redirects.
+
+DNS rebinding: a name that answers a public address when it is checked and 127.0.0.1 when a client
+resolves it again at connect time must never reach the local servers, whatever the client: httpx
+(sync and async), requests (googlemaps), httplib2 (google-api-python-client), the openai client of the
+LLM blocks, and the e2b SDK. `RebindingDNS` plays that name as the system resolver (socket.getaddrinfo,
+which httpx, requests and the blocks' default resolver use); the e2b SDK resolves names with its own
+(Rust) resolver, so there the checked answer comes from the block's resolver hook and the name is
+`localhost`, which any other resolver answers with 127.0.0.1.
+
+Redirects: a redirect to another origin drops Authorization and every header that came from a
+credential (observed by a local server); a redirect to a private address is refused; a host-scoped
+credential with an empty host scope is refused before anything is sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from support_blocks import credential, run_block
+from support_e2b import E2B_TEST_KEY, E2BStyleServer
+from support_google import GMAIL_TOKEN, GmailStyleServer
+from support_google_maps import TEST_MAPS_KEY, GoogleMapsStyleServer
+from support_servers import RecordingServer, ScriptedLLMServer, StandInHandler
+
+from blocks.library.code_executor import ExecuteCodeBlock
+from blocks.library.gmail import GmailReadBlock
+from blocks.library.google_maps import GoogleMapsSearchBlock
+from blocks.library.http import SendAuthenticatedWebRequestBlock
+from blocks.library.llm import AITextGeneratorBlock
+from blocks.outbound import (
+    PUBLIC_TEST_ADDRESS,
+    CheckedAsyncTransport,
+    CheckedTransport,
+    OutboundPolicy,
+    RequestRefused,
+    checked_async_client,
+    fixed_resolve,
+    headers_for_next_hop,
+    is_blocked_address,
+)
+
+REBOUND_HOST = "rebind.test"
+
+
+class RebindingDNS:
+    """The first answer for REBOUND_HOST is a public address (what a check sees); every later one is
+    127.0.0.1 (what a client that resolves the name again would connect to)."""
+
+    def __init__(self) -> None:
+        self.lookups = 0
+        self._lock = threading.Lock()
+
+    def answer(self) -> str:
+        with self._lock:
+            self.lookups += 1
+            return PUBLIC_TEST_ADDRESS if self.lookups == 1 else "127.0.0.1"
+
+
+@pytest.fixture
+def dns(monkeypatch: pytest.MonkeyPatch) -> RebindingDNS:
+    rebinding = RebindingDNS()
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        name = host.decode() if isinstance(host, bytes) else host
+        return real(rebinding.answer() if name == REBOUND_HOST else host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return rebinding
+
+
+class _Recorder(StandInHandler):
+    """Records every request; `/start` redirects to the server's `redirect_to`, anything else is 200."""
+
+    def _handle(self) -> None:
+        server: Recorder = self.server.owner  # type: ignore[attr-defined]
+        server.record({"path": self.path, "headers": self.header_dict(), "body": self.read_body()})
+        if self.path.startswith("/start") and server.redirect_to:
+            self.send_data(302, b"", "text/plain", {"Location": server.redirect_to})
+        else:
+            self.send_json(200, {"ok": True, "path": self.path})
+
+    do_GET = do_POST = _handle
+
+
+class Recorder(RecordingServer):
+    def __init__(self) -> None:
+        super().__init__(_Recorder)
+        self.redirect_to = ""
+
+    @property
+    def port(self) -> int:
+        return int(self.httpd.server_address[1])
+
+
+@pytest.fixture
+def local() -> Iterator[Recorder]:
+    server = Recorder()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def other() -> Iterator[Recorder]:
+    server = Recorder()
+    server.start()
+    yield server
+    server.stop()
+
+
+# --- the address rule ---------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1",
+        "10.1.2.3",
+        "169.254.169.254",
+        "100.64.0.1",
+        "0.0.0.0",
+        "224.0.0.1",
+        "240.0.0.1",
+        "::1",
+        "fe80::1",
+        "fc00::1",
+        "::ffff:127.0.0.1",  # IPv4-mapped
+        "64:ff9b::a00:7",  # NAT64 of 10.0.0.7
+        "2002:7f00:1::",  # 6to4 of 127.0.0.1
+        "2001:0:4136:e378:8000:63bf:f5ff:fffe",  # Teredo, client 10.0.0.1
+    ],
+)
+def test_non_public_addresses_are_blocked_also_inside_ipv6(address: str) -> None:
+    assert is_blocked_address(ipaddress.ip_address(address))
+
+
+@pytest.mark.parametrize("address", [PUBLIC_TEST_ADDRESS, "2606:4700::1111", "64:ff9b::5db8:d70e"])
+def test_public_addresses_pass(address: str) -> None:
+    assert not is_blocked_address(ipaddress.ip_address(address))
+
+
+# --- DNS rebinding, client by client -------------------------------------------------------------------
+def test_the_rebinding_name_reaches_the_local_server_without_the_policy(
+    dns: RebindingDNS, local: Recorder
+) -> None:
+    """The stage of the tests below is real: once checked, a client resolving again lands on 127.0.0.1."""
+    assert dns.answer() == PUBLIC_TEST_ADDRESS  # the check's lookup
+    assert httpx.get(f"http://{REBOUND_HOST}:{local.port}/", trust_env=False).status_code == 200
+    assert len(local.requests) == 1
+
+
+def _unreached(outcome: Any, local: RecordingServer) -> None:
+    assert local.requests == [], f"the local server was reached: {outcome!r}"
+
+
+def test_httpx_transports_connect_to_the_checked_address(dns: RebindingDNS, local: Recorder) -> None:
+    url = f"http://{REBOUND_HOST}:{local.port}/"
+
+    async def go() -> Any:
+        async with checked_async_client(OutboundPolicy(), timeout=5) as client:
+            try:
+                first = await client.get(url)
+                second = await client.get(url)  # the same client: no second lookup
+            except httpx.HTTPError as exc:
+                return exc
+            return first, second
+
+    _unreached(asyncio.run(go()), local)
+    assert dns.lookups == 1
+    # The synchronous transport (client libraries in a worker thread): a fresh lookup, now 127.0.0.1, is
+    # refused rather than connected to.
+    with (
+        httpx.Client(transport=CheckedTransport(OutboundPolicy()), timeout=5) as client,
+        pytest.raises(RequestRefused, match=r"127\.0\.0\.1"),
+    ):
+        client.get(url)
+    _unreached(None, local)
+
+
+def test_requests_through_googlemaps_connect_to_the_checked_address(
+    dns: RebindingDNS, google_maps_server: GoogleMapsStyleServer
+) -> None:
+    google_maps_server.reset()
+    port = google_maps_server.httpd.server_address[1]
+    secret = json.dumps({"api_key": TEST_MAPS_KEY, "base_url": f"http://{REBOUND_HOST}:{port}"})
+    outputs = run_block(
+        GoogleMapsSearchBlock(), {"query": "pubs"}, credential("google_maps", secret), allow_private=False
+    )
+    _unreached(outputs, google_maps_server)
+    assert dns.lookups == 1
+
+
+def test_httplib2_through_the_gmail_client_connects_to_the_checked_address(
+    dns: RebindingDNS, gmail_server: GmailStyleServer
+) -> None:
+    gmail_server.reset()
+    port = gmail_server.httpd.server_address[1]
+    secret = json.dumps({"access_token": GMAIL_TOKEN, "base_url": f"http://{REBOUND_HOST}:{port}"})
+    outputs = run_block(
+        GmailReadBlock(), {"query": "in:inbox"}, credential("google", secret, "oauth2"), allow_private=False
+    )
+    _unreached(outputs, gmail_server)
+    assert outputs[0][0] == "error"
+
+
+def test_the_llm_blocks_openai_client_connects_to_the_checked_address(
+    dns: RebindingDNS, llm_server: ScriptedLLMServer
+) -> None:
+    llm_server.reset()
+    port = llm_server.httpd.server_address[1]
+    secret = json.dumps(
+        {"api_key": "sk-rebind-0000", "base_url": f"http://{REBOUND_HOST}:{port}/v1", "timeout": 5}
+    )
+    outputs = run_block(
+        AITextGeneratorBlock(),
+        {"prompt": "hello", "retry": 2},
+        credential("openai", secret),
+        allow_private=False,
+    )
+    _unreached(outputs, llm_server)
+    assert [pin for pin, _ in outputs] == ["error"]
+    # The retry resolved afresh, got 127.0.0.1, and was refused with the policy's reason.
+    assert "127.0.0.1" in outputs[0][1] and "allow_private_addresses" in outputs[0][1]
+
+
+def test_the_e2b_sdk_connects_only_to_checked_addresses(e2b_server: E2BStyleServer) -> None:
+    """The block's resolver answers a public address for `localhost`; the SDK, resolving `localhost`
+    itself, would reach the stand-in on 127.0.0.1. Through the checked proxy it never does."""
+    e2b_server.reset()
+    port = e2b_server.httpd.server_address[1]
+    url = f"http://localhost:{port}"
+    secret = json.dumps({"api_key": E2B_TEST_KEY, "api_url": url, "sandbox_url": url})
+    block = ExecuteCodeBlock()
+    block._resolve = fixed_resolve(PUBLIC_TEST_ADDRESS)  # type: ignore[method-assign]
+    outputs = run_block(block, {"code": "print(1)"}, credential("e2b", secret), allow_private=False)
+    _unreached(outputs, e2b_server)
+    assert [pin for pin, _ in outputs] == ["error"]
+    # And a resolver that answers the loopback address is refused with the policy's reason.
+    block._resolve = fixed_resolve("127.0.0.1")  # type: ignore[method-assign]
+    [(pin, error)] = run_block(block, {"code": "print(1)"}, credential("e2b", secret), allow_private=False)
+    assert pin == "error" and "127.0.0.1" in error and "allow_private_addresses" in error
+    _unreached(error, e2b_server)
+
+
+def test_an_e2b_domain_that_is_not_a_host_name_is_refused(e2b_server: E2BStyleServer) -> None:
+    e2b_server.reset()
+    secret = json.dumps({"api_key": E2B_TEST_KEY, "domain": "evil.example/x?y=@127.0.0.1"})
+    [(pin, error)] = run_block(
+        ExecuteCodeBlock(),
+        {"code": "print(1)"},
+        credential("e2b", secret, cred_id="e2b-1"),
+        allow_private=False,
+    )
+    assert pin == "error" and "credential e2b-1 (pin 'credentials')" in error and "not a host name" in error
+
+
+def test_the_e2b_path_works_through_the_checked_proxy(e2b_server: E2BStyleServer) -> None:
+    """With private addresses allowed (the stand-in is local), the whole session goes through the proxy."""
+    e2b_server.reset()
+    e2b_server.program("print(1)", {"stdout": ["1\n"]})
+    secret = json.dumps({"api_key": E2B_TEST_KEY, "api_url": e2b_server.url, "sandbox_url": e2b_server.url})
+    lookups: list[str] = []
+
+    async def resolve(host: str, port: int) -> list[str]:
+        lookups.append(host)
+        return ["127.0.0.1"]
+
+    block = ExecuteCodeBlock()
+    block._resolve = resolve  # type: ignore[method-assign]
+    outputs = run_block(
+        block, {"code": "print(1)"}, credential("e2b", secret.replace("127.0.0.1", "e2b.local"))
+    )
+    assert ("stdout_logs", "1\n") in outputs, outputs
+    assert lookups and set(lookups) == {"e2b.local"}  # every connection was resolved by the policy
+    assert e2b_server.created and {r["headers"]["host"].split(":")[0] for r in e2b_server.requests} == {
+        "e2b.local"
+    }
+
+
+# --- redirects -------------------------------------------------------------------------------------------
+SCOPED_SECRET = {"X-Api-Key": "sk-scoped-4242", "Authorization": "Bearer scoped-token-4242"}
+
+
+def _authenticated(url: str, title: str = "127.0.0.1") -> list[tuple[str, Any]]:
+    return run_block(
+        SendAuthenticatedWebRequestBlock(),
+        {"url": url, "method": "GET", "headers": {"X-Trace": "keep-me"}, "credentials": {"id": "hs"}},
+        credential("http", json.dumps(SCOPED_SECRET), "host_scoped", cred_id="hs", title=title),
+    )
+
+
+def test_a_redirect_to_another_origin_drops_every_credential_header(local: Recorder, other: Recorder) -> None:
+    local.redirect_to = f"http://127.0.0.1:{other.port}/landing"
+    outputs = _authenticated(f"http://127.0.0.1:{local.port}/start")
+    assert outputs == [("response", {"ok": True, "path": "/landing"})]
+    [first] = local.requests
+    assert first["headers"]["x-api-key"] == "sk-scoped-4242"
+    [landed] = other.requests
+    assert "x-api-key" not in landed["headers"] and "authorization" not in landed["headers"]
+    assert landed["headers"]["x-trace"] == "keep-me"  # the user's own header goes on
+
+
+def test_a_redirect_within_the_origin_keeps_the_credential_headers(local: Recorder) -> None:
+    local.redirect_to = f"http://127.0.0.1:{local.port}/landing"
+    assert _authenticated(f"http://127.0.0.1:{local.port}/start") == [
+        ("response", {"ok": True, "path": "/landing"})
+    ]
+    assert [r["headers"]["x-api-key"] for r in local.requests] == ["sk-scoped-4242"] * 2
+
+
+def test_an_empty_host_scope_is_refused_before_anything_is_sent(local: Recorder) -> None:
+    [(pin, error)] = _authenticated(f"http://127.0.0.1:{local.port}/start", title="")
+    assert pin == "error" and "credential hs (pin 'credentials') has no host scope" in error
+    assert local.requests == []
+
+
+def test_every_redirect_hop_is_checked_again() -> None:
+    """A client following redirects through the checked transport: the hop to a name that resolves to a
+    private address is refused before it is sent (the first hop's answer is the wire's, here)."""
+    addresses = {"public.test": PUBLIC_TEST_ADDRESS, "internal.test": "10.0.0.7"}
+    sent: list[str] = []
+
+    async def resolve(host: str, port: int) -> list[str]:
+        return [addresses[host]]
+
+    def wire(request: httpx.Request) -> httpx.Response:
+        sent.append(str(request.url))
+        return httpx.Response(302, headers={"Location": "http://internal.test/admin"})
+
+    async def go() -> None:
+        transport = CheckedAsyncTransport(OutboundPolicy(resolve), httpx.MockTransport(wire))
+        async with httpx.AsyncClient(transport=transport, follow_redirects=True) as client:
+            await client.get("http://public.test/")
+
+    with pytest.raises(RequestRefused, match=r"'internal\.test'.*10\.0\.0\.7"):
+        asyncio.run(go())
+    assert sent == [f"http://{PUBLIC_TEST_ADDRESS}/"]
+
+
+def test_headers_for_the_next_hop() -> None:
+    headers = {"Authorization": "a", "Cookie": "c", "X-Api-Key": "k", "Accept": "json"}
+    here = httpx.URL("https://api.example.com/x")
+    assert (
+        headers_for_next_hop(headers, here, httpx.URL("https://API.example.com:443/y"), ["x-api-key"])
+        == headers
+    )
+    for elsewhere in ("https://evil.example/", "http://api.example.com/", "https://api.example.com:8443/"):
+        kept = headers_for_next_hop(headers, here, httpx.URL(elsewhere), ["X-API-KEY"])
+        assert kept == {"Accept": "json"}, elsewhere

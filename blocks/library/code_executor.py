@@ -18,13 +18,13 @@ A sandbox URL, when given, is where every sandbox call goes (E2B's sandbox proxy
 ports apart by headers); it is how a local stand-in serves both the envd and the Jupyter port.
 
 The SDK makes its own connections (a Rust HTTP client with its own resolver), so it cannot be handed
-a checked transport: it is given, as its proxy, a checked forward proxy for the execution
-(blocks/outbound/proxy.py). Every connection it opens (the API, the sandbox hosts it derives from the
-domain, including the domain in the API's answer) is resolved once there, refused if any address is
-private, loopback or otherwise non-public (unless `ctx.settings["allow_private_addresses"]`), and opened
-to that checked address; TLS runs end to end with the original host name. A `domain` that is not a
-host name is refused. The SDK's own E2B_* environment variables are overridden (api_url, domain, debug
-and proxy are always passed explicitly).
+a checked transport: it is given, as its proxy, the process's checked forward proxy with this
+execution's policy (blocks/outbound/proxy.py). Every connection it opens (the API, the sandbox hosts
+it derives from the domain, including the domain in the API's answer) is resolved once there, refused
+if any address is private, loopback or otherwise non-public (unless
+`ctx.settings["allow_private_addresses"]`), and opened to that checked address; TLS runs end to end
+with the original host name. A `domain` that is not a host name is refused. The SDK's own E2B_*
+environment variables are overridden (api_url, domain, debug and proxy are always passed explicitly).
 """
 
 from __future__ import annotations
@@ -42,9 +42,9 @@ from pydantic import Field, SecretStr
 
 from blocks.outbound import (
     PRIVATE_TEST_ADDRESS,
-    CheckedProxy,
     OutboundPolicy,
     RequestRefused,
+    checked_proxy,
     fixed_resolve,
     normalise_url,
     system_resolve,
@@ -264,16 +264,25 @@ class ExecuteCodeBlock(Block):
         template_id: str,
         dispose_sandbox: bool,
     ) -> CodeRun:
-        """The whole sandbox session, every connection through a checked proxy (module docstring)."""
-        async with CheckedProxy(policy) as proxy:
-            try:
-                return await self._session(
-                    endpoint, proxy.url, code, language, setup_commands, timeout, template_id, dispose_sandbox
-                )
-            except CodeExecutionFailed as exc:
-                if proxy.refusals:  # the SDK's error may not say why: the policy's reason does
-                    raise RequestRefused(proxy.refusals[0]) from exc
-                raise
+        """The whole sandbox session, every connection through the checked proxy (module docstring)."""
+        proxy = checked_proxy()
+        mark = proxy.refusal_mark()
+        try:
+            return await self._session(
+                endpoint,
+                proxy.url_for(policy),
+                code,
+                language,
+                setup_commands,
+                timeout,
+                template_id,
+                dispose_sandbox,
+            )
+        except CodeExecutionFailed as exc:
+            refusals = proxy.refusals_since(policy, mark)
+            if refusals:  # the SDK's error may not say why: the policy's reason does
+                raise RequestRefused(refusals[0]) from exc
+            raise
 
     async def _session(
         self,

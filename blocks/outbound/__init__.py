@@ -27,7 +27,7 @@ from blocks.outbound.addresses import (
     system_resolve,
 )
 from blocks.outbound.clients import HttpxAsHttplib2, checked_aiohttp_resolver, pinned_requests_session
-from blocks.outbound.proxy import CheckedProxy
+from blocks.outbound.proxy import CheckedProxy, checked_proxy
 from blocks.outbound.redirects import CREDENTIAL_HEADERS, headers_for_next_hop, same_origin
 from blocks.outbound.transports import (
     CheckedAsyncTransport,
@@ -52,6 +52,7 @@ __all__ = [
     "Resolver",
     "checked_aiohttp_resolver",
     "checked_async_client",
+    "checked_proxy",
     "default_port",
     "fixed_resolve",
     "headers_for_next_hop",

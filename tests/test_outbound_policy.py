@@ -43,6 +43,7 @@ from blocks.outbound import (
     OutboundPolicy,
     RequestRefused,
     checked_async_client,
+    checked_proxy,
     fixed_resolve,
     headers_for_next_hop,
     is_blocked_address,
@@ -283,6 +284,34 @@ def test_the_e2b_path_works_through_the_checked_proxy(e2b_server: E2BStyleServer
     assert e2b_server.created and {r["headers"]["host"].split(":")[0] for r in e2b_server.requests} == {
         "e2b.local"
     }
+
+
+def test_repeated_executions_share_the_proxy_and_its_pools(e2b_server: E2BStyleServer) -> None:
+    """The e2b SDK keeps a connection pool per proxy URL for the life of the process: one URL per
+    policy, and pooled connections stay usable from one execution to the next."""
+    e2b_server.reset()
+    e2b_server.program("print(1)", {"stdout": ["1\n"]})
+    secret = json.dumps({"api_key": E2B_TEST_KEY, "api_url": e2b_server.url, "sandbox_url": e2b_server.url})
+    block = ExecuteCodeBlock()
+    for _ in range(3):
+        outputs = run_block(block, {"code": "print(1)"}, credential("e2b", secret))
+        assert ("stdout_logs", "1\n") in outputs, outputs
+    policy = OutboundPolicy(block._resolve, True)
+    assert checked_proxy().url_for(policy) == checked_proxy().url_for(OutboundPolicy(block._resolve, True))
+    assert checked_proxy().url_for(policy) != checked_proxy().url_for(OutboundPolicy(block._resolve, False))
+
+
+def test_the_proxy_serves_only_its_policies(local: Recorder) -> None:
+    """A client that does not name a policy (another process on the host) gets nothing through."""
+    proxy_url = checked_proxy().url_for(OutboundPolicy(allow_private=True))
+    anonymous = proxy_url.split("@", 1)[1]
+    with httpx.Client(proxy=f"http://{anonymous}", trust_env=False, timeout=5) as client:
+        assert client.get(f"{local.url}/x").status_code == 407
+    assert local.requests == []
+    with httpx.Client(proxy=proxy_url, trust_env=False, timeout=5) as client:
+        assert client.get(f"{local.url}/x").json() == {"ok": True, "path": "/x"}
+    [request] = local.requests
+    assert "proxy-authorization" not in request["headers"]  # the token stays with the proxy
 
 
 # --- redirects -------------------------------------------------------------------------------------------

@@ -135,7 +135,9 @@ class OutboundPolicy:
                         f"refusing to request host {host!r}: it resolves to {ip}, a private, loopback, "
                         f"link-local or otherwise non-public address ({ALLOW_PRIVATE_HINT})"
                     )
-        return addresses[0]
+        # One address, and IPv4 first: a pinned connection has no fallback to the next address, and a
+        # name like localhost answers ::1 first while many servers listen on IPv4 only.
+        return next((ip for ip in addresses if ip.version == 4), addresses[0])
 
     async def pin(self, url: httpx.URL) -> tuple[httpx.URL, str | None]:
         """`url` with its host replaced by a checked address, and the TLS server name to keep (https

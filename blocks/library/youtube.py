@@ -48,6 +48,7 @@ from blocks.outbound import (
     fixed_resolve,
     normalise_url,
     origin_of,
+    pinned_adapter_class,
     system_resolve,
 )
 from blocks.sdk import (
@@ -178,10 +179,9 @@ def build_session(route: Route) -> tuple[Any, Any]:
     address, TLS name, timeout), and its adapter; with a proxy it retries on HTTP 429 as the library's
     own adapters would."""
     from requests import Session
-    from requests.adapters import HTTPAdapter
     from urllib3 import Retry
 
-    class RoutedAdapter(HTTPAdapter):
+    class RoutedAdapter(pinned_adapter_class()):  # type: ignore[misc]
         def send(self, request: Any, stream: bool = False, timeout: Any = None, **kwargs: Any) -> Any:
             url, host_header = route.rewrite(request.url)
             sent = request.copy()
@@ -194,19 +194,10 @@ def build_session(route: Route) -> tuple[Any, Any]:
             response.url = request.url
             return response
 
-        def build_connection_pool_key_attributes(
-            self, request: Any, verify: Any, cert: Any = None
-        ) -> tuple[dict[str, Any], dict[str, Any]]:
-            host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
-            if route.sni and host_params.get("scheme") == "https":
-                pool_kwargs["server_hostname"] = route.sni
-                pool_kwargs["assert_hostname"] = route.sni
-            return host_params, pool_kwargs
-
     session = Session()
     session.trust_env = False  # no proxies or .netrc from the environment, as the other web blocks
     retries = Retry(total=10, status_forcelist=[429]) if route.proxy else 0
-    adapter = RoutedAdapter(max_retries=retries)
+    adapter = RoutedAdapter(route.sni, max_retries=retries)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     return session, adapter

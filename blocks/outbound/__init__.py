@@ -26,7 +26,12 @@ from blocks.outbound.addresses import (
     pin_to_checked_address,
     system_resolve,
 )
-from blocks.outbound.clients import HttpxAsHttplib2, checked_aiohttp_resolver, pinned_requests_session
+from blocks.outbound.clients import (
+    HttpxAsHttplib2,
+    checked_aiohttp_resolver,
+    pinned_adapter_class,
+    pinned_requests_session,
+)
 from blocks.outbound.proxy import CheckedProxy, checked_proxy
 from blocks.outbound.redirects import CREDENTIAL_HEADERS, headers_for_next_hop, same_origin
 from blocks.outbound.transports import (
@@ -60,6 +65,7 @@ __all__ = [
     "normalise_url",
     "origin_of",
     "pin_to_checked_address",
+    "pinned_adapter_class",
     "pinned_requests_session",
     "same_origin",
     "system_resolve",

@@ -4,6 +4,7 @@ requests (googlemaps, youtube-transcript-api) and aiohttp (discord.py). Each is 
 
 from __future__ import annotations
 
+import functools
 import socket
 from typing import Any
 
@@ -40,26 +41,38 @@ class HttpxAsHttplib2:
         self._client.close()
 
 
-def pinned_requests_session(server_hostname: str | None) -> Any:
-    """A requests session for URLs already pinned to a checked address (OutboundPolicy.pin): no
-    environment proxies, and for https the TLS server name and certificate check of the original
-    host on the connection to the checked IP."""
-    import requests
+@functools.cache
+def pinned_adapter_class() -> type[Any]:
+    """The requests adapter for URLs already pinned to a checked address (OutboundPolicy.pin): https
+    connections to the address keep the original host's TLS server name and certificate check.
+    (A class made on first use: requests is imported only by the blocks that need it.)"""
     from requests.adapters import HTTPAdapter
 
-    class PinnedTLSAdapter(HTTPAdapter):
-        def __init__(self, hostname: str) -> None:
-            self._hostname = hostname  # before HTTPAdapter.__init__, which builds the pool manager
-            super().__init__()
+    class PinnedAdapter(HTTPAdapter):
+        def __init__(self, server_hostname: str | None = None, **kwargs: Any) -> None:
+            self.server_hostname = server_hostname
+            super().__init__(**kwargs)
 
-        def init_poolmanager(self, connections: int, maxsize: int, block: bool = False, **kw: Any) -> None:
-            kw.update(server_hostname=self._hostname, assert_hostname=self._hostname)
-            super().init_poolmanager(connections, maxsize, block=block, **kw)
+        def build_connection_pool_key_attributes(
+            self, request: Any, verify: Any, cert: Any = None
+        ) -> tuple[dict[str, Any], dict[str, Any]]:
+            host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
+            if self.server_hostname and host_params.get("scheme") == "https":
+                pool_kwargs["server_hostname"] = self.server_hostname
+                pool_kwargs["assert_hostname"] = self.server_hostname
+            return host_params, pool_kwargs
+
+    return PinnedAdapter
+
+
+def pinned_requests_session(server_hostname: str | None) -> Any:
+    """A requests session for pinned URLs: no environment proxies (nor .netrc), the pinned adapter."""
+    import requests
 
     session = requests.Session()
     session.trust_env = False
     if server_hostname:
-        session.mount("https://", PinnedTLSAdapter(server_hostname))
+        session.mount("https://", pinned_adapter_class()(server_hostname))
     return session
 
 

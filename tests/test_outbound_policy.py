@@ -251,6 +251,33 @@ def test_the_e2b_sdk_connects_only_to_checked_addresses(e2b_server: E2BStyleServ
     _unreached(error, e2b_server)
 
 
+def test_the_sandbox_host_named_by_the_apis_answer_is_checked(
+    e2b_server: E2BStyleServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The API answers with a sandbox domain of its choosing: the hosts the SDK derives from it are
+    resolved and checked by the policy like any other (here they do not resolve: refused)."""
+    monkeypatch.delenv("AGENTFLOW_E2B_SANDBOX_URL")  # no sandbox URL: the SDK derives the hosts
+    e2b_server.reset()
+    e2b_server.answer_domain = "sandboxes.elsewhere.test"
+    port = e2b_server.httpd.server_address[1]
+    secret = json.dumps({"api_key": E2B_TEST_KEY, "api_url": f"http://e2b-api.test:{port}"})
+    lookups: list[str] = []
+
+    async def resolve(host: str, port: int) -> list[str]:
+        lookups.append(host)
+        if host == "e2b-api.test":
+            return ["127.0.0.1"]
+        raise OSError(f"no address for {host}")
+
+    block = ExecuteCodeBlock()
+    block._resolve = resolve  # type: ignore[method-assign]
+    [(pin, error)] = run_block(block, {"code": "print(1)"}, credential("e2b", secret))
+    assert e2b_server.created, "the API was reached through the policy"
+    derived = [host for host in lookups if host.endswith(".sandboxes.elsewhere.test")]
+    assert derived, lookups
+    assert pin == "error" and f"cannot resolve host {derived[0]!r}" in error
+
+
 def test_an_e2b_domain_that_is_not_a_host_name_is_refused(e2b_server: E2BStyleServer) -> None:
     e2b_server.reset()
     secret = json.dumps({"api_key": E2B_TEST_KEY, "domain": "evil.example/x?y=@127.0.0.1"})

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import os
 import secrets
 import threading
 from collections import deque
@@ -196,14 +197,14 @@ class CheckedProxy:
                     stream.close()
 
 
-_shared: CheckedProxy | None = None
+_shared: tuple[int, CheckedProxy] | None = None
 _shared_lock = threading.Lock()
 
 
 def checked_proxy() -> CheckedProxy:
-    """The process's proxy, started on first use."""
+    """The process's proxy, started on first use (and again in a forked child: its thread is gone)."""
     global _shared
     with _shared_lock:
-        if _shared is None:
-            _shared = CheckedProxy()
-        return _shared
+        if _shared is None or _shared[0] != os.getpid():
+            _shared = (os.getpid(), CheckedProxy())
+        return _shared[1]

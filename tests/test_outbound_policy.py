@@ -19,8 +19,10 @@ import asyncio
 import ipaddress
 import json
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -30,6 +32,7 @@ from support_e2b import E2B_TEST_KEY, E2BStyleServer
 from support_google import GMAIL_TOKEN, GmailStyleServer
 from support_google_maps import TEST_MAPS_KEY, GoogleMapsStyleServer
 from support_servers import RecordingServer, ScriptedLLMServer, StandInHandler
+from test_google_maps import _self_signed
 
 from blocks.library.code_executor import ExecuteCodeBlock
 from blocks.library.gmail import GmailReadBlock
@@ -42,6 +45,7 @@ from blocks.outbound import (
     CheckedTransport,
     OutboundPolicy,
     RequestRefused,
+    checked_aiohttp_resolver,
     checked_async_client,
     checked_proxy,
     fixed_resolve,
@@ -184,6 +188,57 @@ def test_httpx_transports_connect_to_the_checked_address(dns: RebindingDNS, loca
     ):
         client.get(url)
     _unreached(None, local)
+
+
+def test_aiohttp_through_the_checked_resolver_connects_to_the_checked_address(
+    dns: RebindingDNS, local: Recorder
+) -> None:
+    import aiohttp
+
+    async def go() -> Any:
+        connector = aiohttp.TCPConnector(
+            resolver=checked_aiohttp_resolver(OutboundPolicy()), force_close=True, use_dns_cache=False
+        )
+        async with aiohttp.ClientSession(connector=connector, trust_env=False) as session:
+            outcomes = []
+            for _ in range(2):  # the second connection resolves again: 127.0.0.1, refused
+                try:
+                    async with session.get(
+                        f"http://{REBOUND_HOST}:{local.port}/", timeout=aiohttp.ClientTimeout(total=5)
+                    ) as response:
+                        outcomes.append(response.status)
+                except (aiohttp.ClientError, TimeoutError, RequestRefused) as exc:
+                    outcomes.append(exc)
+            return outcomes
+
+    outcomes = asyncio.run(go())
+    _unreached(outcomes, local)
+    assert isinstance(outcomes[1], RequestRefused) and "127.0.0.1" in str(outcomes[1])
+
+
+def test_https_to_a_pinned_address_keeps_the_server_name(tmp_path: Path) -> None:
+    """The checked transport connects to the address, and TLS still names (and verifies) the host."""
+    cert, key = _self_signed(tmp_path, "api.pinned.test")
+    server = Recorder()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    names: list[str] = []
+    context.sni_callback = lambda sock, name, ctx: names.append(str(name))
+    server.httpd.socket = context.wrap_socket(server.httpd.socket, server_side=True)
+    server.start()
+    try:
+
+        async def go() -> httpx.Response:
+            inner = httpx.AsyncHTTPTransport(verify=ssl.create_default_context(cafile=str(cert)))
+            policy = OutboundPolicy(fixed_resolve("127.0.0.1"), allow_private=True)
+            async with checked_async_client(policy, timeout=5, inner=inner) as client:
+                return await client.get(f"https://api.pinned.test:{server.port}/x")
+
+        assert asyncio.run(go()).json() == {"ok": True, "path": "/x"}
+        assert names == ["api.pinned.test"]
+        assert server.requests[0]["headers"]["host"] == f"api.pinned.test:{server.port}"
+    finally:
+        server.stop()
 
 
 def test_requests_through_googlemaps_connect_to_the_checked_address(

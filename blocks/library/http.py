@@ -296,9 +296,11 @@ async def _fake_send(out: OutgoingRequest, status: int) -> httpx.Response:
 class SendAuthenticatedWebRequestBlock(SendWebRequestBlock):
     """SendWebRequest with secret headers from the user's host-scoped credential.
 
-    The credential's title is the host it may be sent to; its secret is a JSON object of headers
-    (e.g. {"Authorization": "Bearer ..."}). They are added only for that host, and the engine scrubs
-    the values from everything the node outputs.
+    The credential's title is the host it may be sent to (required: a credential with an empty host
+    scope is refused, never sent anywhere); its secret is a JSON object of headers (e.g.
+    {"Authorization": "Bearer ..."}). They are added only for that host, dropped by a redirect to
+    another origin whatever their names, and the engine scrubs the values from everything the node
+    outputs.
     """
 
     id = "fff86bcd-e001-4bad-a7f6-2eae4720c8dc"

@@ -10,9 +10,9 @@ Base URLs and the API key, first match wins:
    AGENTFLOW_JINA_BASE_URL (same meaning as base_url), AGENTFLOW_JINA_API_KEY;
 3. https://s.jina.ai and https://r.jina.ai.
 
-Like SendWebRequest, every request resolves its host first and refuses private, loopback and other
-non-public addresses unless `ctx.settings["allow_private_addresses"]`; the request then goes to the
-checked address. Redirects are not followed.
+Under the outbound policy (blocks/outbound), every request resolves its host once and refuses
+private, loopback and other non-public addresses unless `ctx.settings["allow_private_addresses"]`;
+the request then goes to the checked address. Redirects are not followed.
 """
 
 from __future__ import annotations

@@ -15,8 +15,8 @@ Where the API key and the base URL come from, first match wins:
    credential) AGENTFLOW_GOOGLE_MAPS_API_KEY;
 3. Google's https://maps.googleapis.com (the client's own default).
 
-A base URL other than Google's is checked like the Jina blocks check theirs: its host is resolved and
-a private, loopback or otherwise non-public address is refused unless
+The base URL (Google's too) follows the outbound policy (blocks/outbound): its host is resolved once
+and a private, loopback or otherwise non-public address is refused unless
 `ctx.settings["allow_private_addresses"]`; the requests then go to the checked address (Host header and
 TLS server name keep the original host), without following redirects or environment proxies.
 
@@ -43,6 +43,7 @@ from pydantic import BaseModel, Field, SecretStr
 from blocks.outbound import (
     OutboundPolicy,
     RequestRefused,
+    fixed_resolve,
     normalise_url,
     pinned_requests_session,
     system_resolve,
@@ -84,10 +85,6 @@ class MapsEndpoint:
     api_key: SecretStr
     read_timeout: float = DEFAULT_READ_TIMEOUT
     retry_timeout: float = DEFAULT_RETRY_TIMEOUT
-
-    @property
-    def is_default(self) -> bool:
-        return self.base_url == DEFAULT_BASE_URL
 
     def scrub(self, text: str) -> str:
         key = self.api_key.get_secret_value()
@@ -266,7 +263,7 @@ class GoogleMapsSearchBlock(Block):
         BlockSelfTest(
             input={"query": "restaurants in new york", "radius": 5000, "max_results": 5},
             output=[("place", _PLACE)],
-            mocks={"_make_client": _fake_client([[_RESTAURANT]])},
+            mocks={"_resolve": fixed_resolve(), "_make_client": _fake_client([[_RESTAURANT]])},
             credentials={"credentials": TEST_CREDENTIALS},
         ),
         BlockSelfTest(  # pages until max_results; a place without phone or website gets ""
@@ -280,12 +277,13 @@ class GoogleMapsSearchBlock(Block):
                 ),
             ],
             mocks={
+                "_resolve": fixed_resolve(),
                 "_make_client": _fake_client(
                     [
                         [{**_RESTAURANT, "name": "A"}, {**_RESTAURANT, "name": "B"}],
                         [{"name": "C"}, {"name": "D"}],
                     ]
-                )
+                ),
             },
             credentials={"credentials": TEST_CREDENTIALS},
         ),
@@ -293,9 +291,10 @@ class GoogleMapsSearchBlock(Block):
             input={"query": "x"},
             output=[("error", lambda e: "REQUEST_DENIED" in e and "AIzaMock" not in e)],
             mocks={
+                "_resolve": fixed_resolve(),
                 "_make_client": _fake_client(
                     [], _api_error("REQUEST_DENIED", "key AIzaMockGoogleMapsApiKey0123456789 is invalid")
-                )
+                ),
             },
             credentials={"credentials": TEST_CREDENTIALS},
         ),
@@ -323,7 +322,7 @@ class GoogleMapsSearchBlock(Block):
         """The googlemaps client for this search (ValueError for a key it rejects)."""
         import googlemaps
 
-        session = pinned_requests_session(target.server_hostname) if not endpoint.is_default else None
+        session = pinned_requests_session(target.server_hostname)
         headers = {"Host": target.host_header} if target.host_header else {}
         return googlemaps.Client(
             key=endpoint.api_key.get_secret_value(),
@@ -337,8 +336,6 @@ class GoogleMapsSearchBlock(Block):
 
     # --- logic -----------------------------------------------------------------------------------------
     async def _target(self, endpoint: MapsEndpoint, allow_private: bool) -> Target:
-        if endpoint.is_default:
-            return Target(DEFAULT_BASE_URL)
         url = normalise_url(endpoint.base_url)
         pinned, sni = await OutboundPolicy(self._resolve, allow_private).pin(url)
         host_header = url.netloc.decode("ascii") if pinned.host != url.host else None

@@ -33,6 +33,7 @@ from blocks.outbound.addresses import OutboundPolicy, RequestRefused
 
 MAX_REQUEST_HEAD = 64 * 1024
 CONNECT_TIMEOUT = 15.0
+HEAD_TIMEOUT = 60.0  # an idle pooled connection that never sends a request is closed after this
 KEPT_REFUSALS = 20
 _HOP_BY_HOP = ("proxy-", "connection:", "keep-alive:")
 
@@ -83,6 +84,9 @@ class CheckedProxy:
         self._policies: dict[str, OutboundPolicy] = {}
         self._refusals: dict[str, deque[tuple[int, str]]] = {}
         self._refused = 0
+        # asyncio drops its own reference to a connection's task when the connection is lost; these keep
+        # each one alive until it has closed both of its streams.
+        self._tasks: set[asyncio.Task[None]] = set()
         self._loop = asyncio.new_event_loop()
         started = threading.Event()
         self._thread = threading.Thread(target=self._serve_forever, args=(started,), daemon=True)
@@ -143,13 +147,18 @@ class CheckedProxy:
         return await asyncio.wait_for(asyncio.open_connection(str(ip), port), self.connect_timeout)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)  # type: ignore[arg-type]
+            task.add_done_callback(self._tasks.discard)  # type: ignore[arg-type]
         upstream: asyncio.StreamWriter | None = None
+        sending: asyncio.Future[None] | None = None
         try:
             try:
-                head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+                head = (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), HEAD_TIMEOUT)).decode("latin-1")
                 lines = head.split("\r\n")
                 method, target, version = lines[0].split(" ", 2)
-            except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
+            except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError, TimeoutError):
                 return
             token = _proxy_user(lines[1:])
             with self._lock:
@@ -186,12 +195,13 @@ class CheckedProxy:
             if method.upper() != "CONNECT":
                 await _relay_answer_head(up_reader, writer)
             await _pipe(up_reader, writer)  # the answer ends the exchange
-            sending.cancel()
-            with contextlib.suppress(BaseException):
-                await sending
         except (ConnectionError, OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             pass
         finally:
+            if sending is not None:
+                sending.cancel()
+                with contextlib.suppress(BaseException):
+                    await sending
             for stream in (upstream, writer):
                 if stream is not None:
                     stream.close()

@@ -1,12 +1,20 @@
 """The one outbound-connection policy (blocks/outbound) under hostile DNS and hostile redirects.
 
-DNS rebinding: a name that answers a public address when it is checked and 127.0.0.1 when a client
-resolves it again at connect time must never reach the local servers, whatever the client: httpx
-(sync and async), requests (googlemaps), httplib2 (google-api-python-client), the openai client of the
-LLM blocks, and the e2b SDK. `RebindingDNS` plays that name as the system resolver (socket.getaddrinfo,
-which httpx, requests and the blocks' default resolver use); the e2b SDK resolves names with its own
-(Rust) resolver, so there the checked answer comes from the block's resolver hook and the name is
-`localhost`, which any other resolver answers with 127.0.0.1.
+DNS rebinding: a name that answers an allowed address when it is checked and 127.0.0.1 when a client
+resolves it again at connect time must never reach the server on 127.0.0.1 (the "victim"), whatever the
+client: httpx (sync and async), aiohttp, requests (googlemaps), httplib2 (google-api-python-client),
+the openai client of the LLM blocks, and the e2b SDK. `RebindingDNS` plays that name as the system
+resolver (socket.getaddrinfo, which httpx, requests and the blocks' default resolver use); the e2b SDK
+resolves names with its own (Rust) resolver, so there the checked answer comes from the block's resolver
+hook and the name is `localhost`, which any other resolver answers with 127.0.0.1.
+
+Nothing here connects outside loopback (the autouse `loopback_only` guard refuses and reports any other
+target). The allowed answer is the loopback alias CHECKED_ADDRESS (127.0.0.2): the policies and blocks
+under test are given the address rule `blocked_except_alias` (`OutboundPolicy(is_blocked=...)`, a block's
+`_is_blocked`), which is `is_blocked_address` except that this one alias passes as public, while
+127.0.0.1 stays refused. A harmless "checked" server listens on CHECKED_ADDRESS at the victim's port:
+a client pinned to the checked address reaches it; a client that resolves the name again reaches the
+victim. Public addresses (PUBLIC_TEST_ADDRESS) appear only as data for the address rule.
 
 Redirects: a redirect to another origin drops Authorization and every header that came from a
 credential (observed by a local server); a redirect to a private address is refused; a host-scoped
@@ -16,12 +24,14 @@ credential with an empty host scope is refused before anything is sent.
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import json
 import socket
 import ssl
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +53,7 @@ from blocks.outbound import (
     PUBLIC_TEST_ADDRESS,
     CheckedAsyncTransport,
     CheckedTransport,
+    IPAddress,
     OutboundPolicy,
     RequestRefused,
     checked_aiohttp_resolver,
@@ -54,10 +65,81 @@ from blocks.outbound import (
 )
 
 REBOUND_HOST = "rebind.test"
+CHECKED_ADDRESS = "127.0.0.2"  # stands for a public address under `blocked_except_alias`
+VICTIM_ADDRESS = "127.0.0.1"
+
+
+def blocked_except_alias(ip: IPAddress) -> bool:
+    """The tests' address rule: `is_blocked_address`, except that the loopback alias CHECKED_ADDRESS
+    passes as public (so an allowed connection stays on this machine); 127.0.0.1 is still refused."""
+    return ip != ipaddress.ip_address(CHECKED_ADDRESS) and is_blocked_address(ip)
+
+
+def _policy(**kwargs: Any) -> OutboundPolicy:
+    return OutboundPolicy(is_blocked=blocked_except_alias, **kwargs)
+
+
+# --- the guard: no test here connects outside loopback ------------------------------------------------
+_REAL_GETADDRINFO = socket.getaddrinfo  # taken before any test replaces it
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:  # a name: socket.connect resolves it with the system resolver
+        try:
+            infos = _REAL_GETADDRINFO(host, None)
+        except OSError:
+            return False
+        return bool(infos) and all(_is_loopback(str(info[4][0])) for info in infos)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback
+
+
+@pytest.fixture(autouse=True)
+def loopback_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Every connect() in this process (any thread: the checked proxy's too) to anything but a loopback
+    address (127.0.0.0/8, ::1) or a Unix socket is refused and reported: the test then fails, even when
+    the code under test swallowed the refusal. (The e2b SDK's own Rust sockets are not Python sockets;
+    its connections go to the checked proxy on 127.0.0.1, which connects with Python sockets.)"""
+    attempts: list[str] = []
+
+    def allowed(sock: socket.socket, address: Any) -> bool:
+        if sock.family not in (socket.AF_INET, socket.AF_INET6):
+            return True
+        if _is_loopback(str(address[0])):
+            return True
+        attempts.append(repr(address))
+        return False
+
+    real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
+
+    def connect(sock: socket.socket, address: Any) -> None:
+        if not allowed(sock, address):
+            raise ConnectionRefusedError(errno.ECONNREFUSED, f"test guard: {address!r} is not loopback")
+        real_connect(sock, address)
+
+    def connect_ex(sock: socket.socket, address: Any) -> int:
+        return real_connect_ex(sock, address) if allowed(sock, address) else errno.ECONNREFUSED
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
+    yield attempts
+    assert attempts == [], f"connections outside loopback were attempted: {attempts}"
+
+
+def test_the_guard_refuses_connections_outside_loopback(loopback_only: list[str]) -> None:
+    with socket.socket() as sock, pytest.raises(ConnectionRefusedError, match="test guard"):
+        sock.connect((PUBLIC_TEST_ADDRESS, 9))
+    with socket.socket() as sock:
+        assert sock.connect_ex(("10.0.0.7", 9)) == errno.ECONNREFUSED
+    assert loopback_only == [repr((PUBLIC_TEST_ADDRESS, 9)), repr(("10.0.0.7", 9))]
+    loopback_only.clear()  # expected here
 
 
 class RebindingDNS:
-    """The first answer for REBOUND_HOST is a public address (what a check sees); every later one is
+    """The first answer for REBOUND_HOST is CHECKED_ADDRESS (what a check sees); every later one is
     127.0.0.1 (what a client that resolves the name again would connect to)."""
 
     def __init__(self) -> None:
@@ -67,7 +149,7 @@ class RebindingDNS:
     def answer(self) -> str:
         with self._lock:
             self.lookups += 1
-            return PUBLIC_TEST_ADDRESS if self.lookups == 1 else "127.0.0.1"
+            return CHECKED_ADDRESS if self.lookups == 1 else VICTIM_ADDRESS
 
 
 @pytest.fixture
@@ -84,7 +166,8 @@ def dns(monkeypatch: pytest.MonkeyPatch) -> RebindingDNS:
 
 
 class _Recorder(StandInHandler):
-    """Records every request; `/start` redirects to the server's `redirect_to`, anything else is 200."""
+    """Records every request; `/start` redirects to the server's `redirect_to`, anything else is answered
+    with the server's `status`."""
 
     def _handle(self) -> None:
         server: Recorder = self.server.owner  # type: ignore[attr-defined]
@@ -92,15 +175,16 @@ class _Recorder(StandInHandler):
         if self.path.startswith("/start") and server.redirect_to:
             self.send_data(302, b"", "text/plain", {"Location": server.redirect_to})
         else:
-            self.send_json(200, {"ok": True, "path": self.path})
+            self.send_json(server.status, {"ok": True, "path": self.path})
 
     do_GET = do_POST = _handle
 
 
 class Recorder(RecordingServer):
-    def __init__(self) -> None:
-        super().__init__(_Recorder)
+    def __init__(self, address: tuple[str, int] = (VICTIM_ADDRESS, 0), status: int = 200) -> None:
+        super().__init__(_Recorder, address)
         self.redirect_to = ""
+        self.status = status
 
     @property
     def port(self) -> int:
@@ -121,6 +205,17 @@ def other() -> Iterator[Recorder]:
     server.start()
     yield server
     server.stop()
+
+
+@contextmanager
+def checked_server(port: int, status: int = 200) -> Iterator[Recorder]:
+    """The harmless server at the checked address (CHECKED_ADDRESS), on the victim's port."""
+    server = Recorder((CHECKED_ADDRESS, port), status)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 # --- the address rule ---------------------------------------------------------------------------------
@@ -156,8 +251,14 @@ def test_public_addresses_pass(address: str) -> None:
 def test_the_rebinding_name_reaches_the_local_server_without_the_policy(
     dns: RebindingDNS, local: Recorder
 ) -> None:
-    """The stage of the tests below is real: once checked, a client resolving again lands on 127.0.0.1."""
-    assert dns.answer() == PUBLIC_TEST_ADDRESS  # the check's lookup
+    """The stage of the tests below is real: once checked, a client resolving again lands on 127.0.0.1;
+    and the tests' rule lets the checked answer through but not that one."""
+    assert not blocked_except_alias(ipaddress.ip_address(CHECKED_ADDRESS))
+    assert blocked_except_alias(ipaddress.ip_address(VICTIM_ADDRESS))
+    assert blocked_except_alias(ipaddress.ip_address("127.0.0.3")) and blocked_except_alias(
+        ipaddress.ip_address("::1")
+    )
+    assert dns.answer() == CHECKED_ADDRESS  # the check's lookup
     assert httpx.get(f"http://{REBOUND_HOST}:{local.port}/", trust_env=False).status_code == 200
     assert len(local.requests) == 1
 
@@ -170,7 +271,7 @@ def test_httpx_transports_connect_to_the_checked_address(dns: RebindingDNS, loca
     url = f"http://{REBOUND_HOST}:{local.port}/"
 
     async def go() -> Any:
-        async with checked_async_client(OutboundPolicy(), timeout=5) as client:
+        async with checked_async_client(_policy(), timeout=5) as client:
             try:
                 first = await client.get(url)
                 second = await client.get(url)  # the same client: no second lookup
@@ -178,12 +279,16 @@ def test_httpx_transports_connect_to_the_checked_address(dns: RebindingDNS, loca
                 return exc
             return first, second
 
-    _unreached(asyncio.run(go()), local)
+    with checked_server(local.port) as checked:
+        outcome = asyncio.run(go())
+    _unreached(outcome, local)
     assert dns.lookups == 1
+    assert not isinstance(outcome, Exception) and [r.status_code for r in outcome] == [200, 200], outcome
+    assert [r["headers"]["host"] for r in checked.requests] == [f"{REBOUND_HOST}:{local.port}"] * 2
     # The synchronous transport (client libraries in a worker thread): a fresh lookup, now 127.0.0.1, is
     # refused rather than connected to.
     with (
-        httpx.Client(transport=CheckedTransport(OutboundPolicy()), timeout=5) as client,
+        httpx.Client(transport=CheckedTransport(_policy()), timeout=5) as client,
         pytest.raises(RequestRefused, match=r"127\.0\.0\.1"),
     ):
         client.get(url)
@@ -197,7 +302,7 @@ def test_aiohttp_through_the_checked_resolver_connects_to_the_checked_address(
 
     async def go() -> Any:
         connector = aiohttp.TCPConnector(
-            resolver=checked_aiohttp_resolver(OutboundPolicy()), force_close=True, use_dns_cache=False
+            resolver=checked_aiohttp_resolver(_policy()), force_close=True, use_dns_cache=False
         )
         async with aiohttp.ClientSession(connector=connector, trust_env=False) as session:
             outcomes = []
@@ -211,8 +316,11 @@ def test_aiohttp_through_the_checked_resolver_connects_to_the_checked_address(
                     outcomes.append(exc)
             return outcomes
 
-    outcomes = asyncio.run(go())
+    with checked_server(local.port) as checked:
+        outcomes = asyncio.run(go())
     _unreached(outcomes, local)
+    # The first connection went to the checked address; the second resolved again: 127.0.0.1, refused.
+    assert outcomes[0] == 200 and len(checked.requests) == 1, outcomes
     assert isinstance(outcomes[1], RequestRefused) and "127.0.0.1" in str(outcomes[1])
 
 
@@ -247,11 +355,13 @@ def test_requests_through_googlemaps_connect_to_the_checked_address(
     google_maps_server.reset()
     port = google_maps_server.httpd.server_address[1]
     secret = json.dumps({"api_key": TEST_MAPS_KEY, "base_url": f"http://{REBOUND_HOST}:{port}"})
-    outputs = run_block(
-        GoogleMapsSearchBlock(), {"query": "pubs"}, credential("google_maps", secret), allow_private=False
-    )
+    block = GoogleMapsSearchBlock()
+    block._is_blocked = blocked_except_alias  # type: ignore[method-assign]
+    with checked_server(port) as checked:
+        outputs = run_block(block, {"query": "pubs"}, credential("google_maps", secret), allow_private=False)
     _unreached(outputs, google_maps_server)
     assert dns.lookups == 1
+    assert checked.requests and checked.requests[0]["headers"]["host"] == f"{REBOUND_HOST}:{port}", outputs
 
 
 def test_httplib2_through_the_gmail_client_connects_to_the_checked_address(
@@ -260,11 +370,15 @@ def test_httplib2_through_the_gmail_client_connects_to_the_checked_address(
     gmail_server.reset()
     port = gmail_server.httpd.server_address[1]
     secret = json.dumps({"access_token": GMAIL_TOKEN, "base_url": f"http://{REBOUND_HOST}:{port}"})
-    outputs = run_block(
-        GmailReadBlock(), {"query": "in:inbox"}, credential("google", secret, "oauth2"), allow_private=False
-    )
+    block = GmailReadBlock()
+    block._is_blocked = blocked_except_alias  # type: ignore[method-assign]
+    with checked_server(port, status=503) as checked:
+        outputs = run_block(
+            block, {"query": "in:inbox"}, credential("google", secret, "oauth2"), allow_private=False
+        )
     _unreached(outputs, gmail_server)
     assert outputs[0][0] == "error"
+    assert checked.requests and checked.requests[0]["headers"]["host"] == f"{REBOUND_HOST}:{port}", outputs
 
 
 def test_the_llm_blocks_openai_client_connects_to_the_checked_address(
@@ -275,30 +389,35 @@ def test_the_llm_blocks_openai_client_connects_to_the_checked_address(
     secret = json.dumps(
         {"api_key": "sk-rebind-0000", "base_url": f"http://{REBOUND_HOST}:{port}/v1", "timeout": 5}
     )
-    outputs = run_block(
-        AITextGeneratorBlock(),
-        {"prompt": "hello", "retry": 2},
-        credential("openai", secret),
-        allow_private=False,
-    )
+    block = AITextGeneratorBlock()
+    block._is_blocked = blocked_except_alias  # type: ignore[method-assign]
+    with checked_server(port, status=503) as checked:  # a retryable failure: the block tries again
+        outputs = run_block(
+            block, {"prompt": "hello", "retry": 2}, credential("openai", secret), allow_private=False
+        )
     _unreached(outputs, llm_server)
     assert [pin for pin, _ in outputs] == ["error"]
+    assert [r["path"] for r in checked.requests] == ["/v1/chat/completions"], outputs
     # The retry resolved afresh, got 127.0.0.1, and was refused with the policy's reason.
     assert "127.0.0.1" in outputs[0][1] and "allow_private_addresses" in outputs[0][1]
 
 
 def test_the_e2b_sdk_connects_only_to_checked_addresses(e2b_server: E2BStyleServer) -> None:
-    """The block's resolver answers a public address for `localhost`; the SDK, resolving `localhost`
-    itself, would reach the stand-in on 127.0.0.1. Through the checked proxy it never does."""
+    """The block's resolver answers the checked address for `localhost`; the SDK, resolving `localhost`
+    itself, would reach the stand-in on 127.0.0.1. Through the checked proxy it never does: it reaches
+    the checked address."""
     e2b_server.reset()
     port = e2b_server.httpd.server_address[1]
     url = f"http://localhost:{port}"
     secret = json.dumps({"api_key": E2B_TEST_KEY, "api_url": url, "sandbox_url": url})
     block = ExecuteCodeBlock()
-    block._resolve = fixed_resolve(PUBLIC_TEST_ADDRESS)  # type: ignore[method-assign]
-    outputs = run_block(block, {"code": "print(1)"}, credential("e2b", secret), allow_private=False)
+    block._resolve = fixed_resolve(CHECKED_ADDRESS)  # type: ignore[method-assign]
+    block._is_blocked = blocked_except_alias  # type: ignore[method-assign]
+    with checked_server(port, status=503) as checked:
+        outputs = run_block(block, {"code": "print(1)"}, credential("e2b", secret), allow_private=False)
     _unreached(outputs, e2b_server)
     assert [pin for pin, _ in outputs] == ["error"]
+    assert checked.requests and checked.requests[0]["headers"]["host"] == f"localhost:{port}", outputs
     # And a resolver that answers the loopback address is refused with the policy's reason.
     block._resolve = fixed_resolve("127.0.0.1")  # type: ignore[method-assign]
     [(pin, error)] = run_block(block, {"code": "print(1)"}, credential("e2b", secret), allow_private=False)

@@ -42,10 +42,12 @@ from pydantic import Field, SecretStr
 
 from blocks.outbound import (
     PRIVATE_TEST_ADDRESS,
+    IPAddress,
     OutboundPolicy,
     RequestRefused,
     checked_proxy,
     fixed_resolve,
+    is_blocked_address,
     normalise_url,
     system_resolve,
 )
@@ -253,6 +255,10 @@ class ExecuteCodeBlock(Block):
     async def _resolve(self, host: str, port: int) -> list[str]:
         return await system_resolve(host, port)
 
+    def _is_blocked(self, ip: IPAddress) -> bool:
+        """The address rule of this block's policy (tests replace it, as they replace `_resolve`)."""
+        return is_blocked_address(ip)
+
     async def execute_code(
         self,
         endpoint: E2BEndpoint,
@@ -359,7 +365,7 @@ class ExecuteCodeBlock(Block):
         try:
             run = await self.execute_code(
                 endpoint,
-                OutboundPolicy.for_settings(ctx.settings, self._resolve),
+                OutboundPolicy.for_settings(ctx.settings, self._resolve, self._is_blocked),
                 input.code,
                 input.language,
                 input.setup_commands,

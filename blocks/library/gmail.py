@@ -71,9 +71,11 @@ from blocks.library.http import decode_data_uri
 from blocks.outbound import (
     CheckedTransport,
     HttpxAsHttplib2,
+    IPAddress,
     OutboundPolicy,
     PinnedAddresses,
     RequestRefused,
+    is_blocked_address,
     normalise_url,
     system_resolve,
 )
@@ -371,6 +373,10 @@ class GoogleApiBlock(Block):
     async def _resolve(self, host: str, port: int) -> list[str]:
         return await system_resolve(host, port)
 
+    def _is_blocked(self, ip: IPAddress) -> bool:
+        """The address rule of this block's policy (tests replace it, as they replace `_resolve`)."""
+        return is_blocked_address(ip)
+
     def _transport(self) -> httpx.BaseTransport:
         return httpx.HTTPTransport()
 
@@ -383,7 +389,9 @@ class GoogleApiBlock(Block):
         origin = normalise_url(endpoint.base_url)
         # Resolved and checked here, once; the client library's requests (in a worker thread) go to
         # that address, and requests to any other origin are refused.
-        pins = PinnedAddresses(OutboundPolicy.for_settings(ctx.settings, self._resolve), only_origin=origin)
+        pins = PinnedAddresses(
+            OutboundPolicy.for_settings(ctx.settings, self._resolve, self._is_blocked), only_origin=origin
+        )
         await pins.pin(origin)
         return await asyncio.to_thread(self._with_service, endpoint, pins, work)
 

@@ -41,9 +41,11 @@ from urllib.parse import quote, quote_plus
 from pydantic import BaseModel, Field, SecretStr
 
 from blocks.outbound import (
+    IPAddress,
     OutboundPolicy,
     RequestRefused,
     fixed_resolve,
+    is_blocked_address,
     normalise_url,
     pinned_requests_session,
     system_resolve,
@@ -318,6 +320,10 @@ class GoogleMapsSearchBlock(Block):
     async def _resolve(self, host: str, port: int) -> list[str]:
         return await system_resolve(host, port)
 
+    def _is_blocked(self, ip: IPAddress) -> bool:
+        """The address rule of this block's policy (tests replace it, as they replace `_resolve`)."""
+        return is_blocked_address(ip)
+
     def _make_client(self, endpoint: MapsEndpoint, target: Target) -> Any:
         """The googlemaps client for this search (ValueError for a key it rejects)."""
         import googlemaps
@@ -337,7 +343,7 @@ class GoogleMapsSearchBlock(Block):
     # --- logic -----------------------------------------------------------------------------------------
     async def _target(self, endpoint: MapsEndpoint, allow_private: bool) -> Target:
         url = normalise_url(endpoint.base_url)
-        pinned, sni = await OutboundPolicy(self._resolve, allow_private).pin(url)
+        pinned, sni = await OutboundPolicy(self._resolve, allow_private, self._is_blocked).pin(url)
         host_header = url.netloc.decode("ascii") if pinned.host != url.host else None
         return Target(str(pinned).rstrip("/"), host_header, sni)
 

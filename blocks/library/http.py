@@ -22,10 +22,12 @@ import httpx
 from pydantic import Field, SecretStr
 
 from blocks.outbound import (
+    IPAddress,
     OutboundPolicy,
     RequestRefused,
     fixed_resolve,
     headers_for_next_hop,
+    is_blocked_address,
     normalise_url,
     system_resolve,
 )
@@ -174,6 +176,10 @@ class SendWebRequestBlock(Block):
         """Every address `host` resolves to."""
         return await system_resolve(host, port)
 
+    def _is_blocked(self, ip: IPAddress) -> bool:
+        """The address rule of this block's policy (tests replace it, as they replace `_resolve`)."""
+        return is_blocked_address(ip)
+
     async def _send(self, out: OutgoingRequest) -> httpx.Response:
         async with httpx.AsyncClient(
             timeout=REQUEST_TIMEOUT, follow_redirects=False, trust_env=False
@@ -201,7 +207,7 @@ class SendWebRequestBlock(Block):
     ) -> AsyncIterator[tuple[str, Any]]:
         """The request and its redirects; `credential_headers` name the headers that came from a
         credential: like Authorization and Cookie, they do not follow a redirect to another origin."""
-        policy = OutboundPolicy.for_settings(ctx.settings, self._resolve)
+        policy = OutboundPolicy.for_settings(ctx.settings, self._resolve, self._is_blocked)
         body = input.body
         json_format = input.json_format
         if isinstance(body, str):

@@ -29,9 +29,11 @@ from pydantic import Field, SecretStr
 
 from blocks.outbound import (
     PRIVATE_TEST_ADDRESS,
+    IPAddress,
     OutboundPolicy,
     RequestRefused,
     fixed_resolve,
+    is_blocked_address,
     normalise_url,
     system_resolve,
 )
@@ -97,6 +99,10 @@ class _JinaBlock(Block):
     async def _resolve(self, host: str, port: int) -> list[str]:
         return await system_resolve(host, port)
 
+    def _is_blocked(self, ip: IPAddress) -> bool:
+        """The address rule of this block's policy (tests replace it, as they replace `_resolve`)."""
+        return is_blocked_address(ip)
+
     async def _send(self, url: httpx.URL, headers: dict[str, str], sni: str | None) -> httpx.Response:
         async with httpx.AsyncClient(
             timeout=REQUEST_TIMEOUT, follow_redirects=False, trust_env=False
@@ -109,7 +115,9 @@ class _JinaBlock(Block):
 
     async def get_text(self, url: str, headers: dict[str, str], ctx: RunContext) -> httpx.Response:
         parsed = normalise_url(url)
-        target, sni = await OutboundPolicy.for_settings(ctx.settings, self._resolve).pin(parsed)
+        target, sni = await OutboundPolicy.for_settings(ctx.settings, self._resolve, self._is_blocked).pin(
+            parsed
+        )
         return await self._send(target, {**headers, "Host": parsed.netloc.decode("ascii")}, sni)
 
 

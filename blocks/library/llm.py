@@ -41,7 +41,14 @@ from pydantic import Field, SecretStr
 
 from blocks.library.llm_pricing import LLM_COSTS
 from blocks.library.text import render_template
-from blocks.outbound import OutboundPolicy, RequestRefused, checked_async_client, system_resolve
+from blocks.outbound import (
+    IPAddress,
+    OutboundPolicy,
+    RequestRefused,
+    checked_async_client,
+    is_blocked_address,
+    system_resolve,
+)
 from blocks.sdk import (
     Block,
     BlockCategory,
@@ -333,10 +340,15 @@ class LlmBlock(Block):
         """Name resolution for the endpoint's host (tests replace it)."""
         return await system_resolve(host, port)
 
+    def _is_blocked(self, ip: IPAddress) -> bool:
+        """The address rule of this block's policy (tests replace it, as they replace `_resolve`)."""
+        return is_blocked_address(ip)
+
     async def _endpoint(self, ctx: RunContext) -> LlmEndpoint:
         endpoint = resolve_endpoint(ctx)
         return dataclasses.replace(
-            endpoint, policy=dataclasses.replace(endpoint.policy, resolve=self._resolve)
+            endpoint,
+            policy=dataclasses.replace(endpoint.policy, resolve=self._resolve, is_blocked=self._is_blocked),
         )
 
     async def _llm_call(

@@ -43,9 +43,11 @@ from pydantic import Field
 
 from blocks.outbound import (
     PRIVATE_TEST_ADDRESS,
+    IPAddress,
     OutboundPolicy,
     RequestRefused,
     fixed_resolve,
+    is_blocked_address,
     normalise_url,
     origin_of,
     pinned_adapter_class,
@@ -315,12 +317,16 @@ class TranscribeYoutubeVideoBlock(Block):
     async def _resolve(self, host: str, port: int) -> list[str]:
         return await system_resolve(host, port)
 
+    def _is_blocked(self, ip: IPAddress) -> bool:
+        """The address rule of this block's policy (tests replace it, as they replace `_resolve`)."""
+        return is_blocked_address(ip)
+
     def _fetch_transcript(self, video_id: str, route: Route) -> Any:
         return fetch_transcript(video_id, route)
 
     # --- logic -----------------------------------------------------------------------------------------
     async def _route(self, ctx: RunContext) -> Route:
-        policy = OutboundPolicy.for_settings(ctx.settings, self._resolve)
+        policy = OutboundPolicy.for_settings(ctx.settings, self._resolve, self._is_blocked)
         base = normalise_url(self._base_url())
         login = proxy_login(ctx.credentials.get("credentials"))
         target, sni = await policy.pin(base)

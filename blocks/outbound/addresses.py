@@ -19,8 +19,12 @@ import httpx
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 # (host, port) -> every address the host resolves to, as text. Self-tests and tests pass their own.
 Resolver = Callable[[str, int], Awaitable[list[str]]]
+# address -> True when a connection to it is refused (unless private addresses are allowed). The default
+# is `is_blocked_address`; tests pass their own (e.g. one where a loopback alias stands for a public
+# address, so that nothing a test connects to ever leaves the machine).
+AddressRule = Callable[[IPAddress], bool]
 
-PUBLIC_TEST_ADDRESS = "93.184.215.14"  # example.com's: a public address
+PUBLIC_TEST_ADDRESS = "93.184.215.14"  # example.com's: a public address (data for checks: never connected to)
 PRIVATE_TEST_ADDRESS = "10.0.0.7"
 ALLOW_PRIVATE_HINT = "an operator may set allow_private_addresses to permit this"
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
@@ -102,16 +106,23 @@ def fixed_resolve(address: str = PUBLIC_TEST_ADDRESS) -> Resolver:
 
 @dataclass(frozen=True)
 class OutboundPolicy:
-    """How one block execution connects out: its resolver and whether private addresses are allowed
-    (the operator's setting; `AGENTFLOW_ALLOW_PRIVATE_ADDRESSES` feeds `allow_private_addresses`)."""
+    """How one block execution connects out: its resolver, whether private addresses are allowed
+    (the operator's setting; `AGENTFLOW_ALLOW_PRIVATE_ADDRESSES` feeds `allow_private_addresses`) and
+    which addresses are refused (`is_blocked_address`; tests give their own rule)."""
 
     resolve: Resolver = system_resolve
     allow_private: bool = False
+    is_blocked: AddressRule = is_blocked_address
 
     @classmethod
-    def for_settings(cls, settings: object, resolve: Resolver = system_resolve) -> OutboundPolicy:
+    def for_settings(
+        cls,
+        settings: object,
+        resolve: Resolver = system_resolve,
+        is_blocked: AddressRule = is_blocked_address,
+    ) -> OutboundPolicy:
         get = getattr(settings, "get", None)
-        return cls(resolve, bool(get("allow_private_addresses")) if get is not None else False)
+        return cls(resolve, bool(get("allow_private_addresses")) if get is not None else False, is_blocked)
 
     async def checked_address(self, host: str, port: int) -> IPAddress:
         """Resolve `host` once and check every answer; the address to connect to (RequestRefused)."""
@@ -130,7 +141,7 @@ class OutboundPolicy:
                 raise RequestRefused(f"host {host!r} resolves to no address")
         if not self.allow_private:
             for ip in addresses:
-                if is_blocked_address(ip):
+                if self.is_blocked(ip):
                     raise RequestRefused(
                         f"refusing to request host {host!r}: it resolves to {ip}, a private, loopback, "
                         f"link-local or otherwise non-public address ({ALLOW_PRIVATE_HINT})"

@@ -9,40 +9,39 @@ Endpoint, first match wins:
 2. the environment, read when the node runs: `AGENTFLOW_<PROVIDER>_BASE_URL`;
 3. the provider's public API.
 
-Like SendWebRequest and the Jina blocks, every request (to the base URL, and to any URL a provider's
-answer names, such as a generated image to upscale) resolves its host first and refuses private,
-loopback, link-local and other non-public addresses unless `ctx.settings["allow_private_addresses"]`;
-the request then goes to the checked address (the Host header and the TLS server name keep the
-original host), so a second DNS answer cannot swap the target. Redirects are not followed and proxy
-settings from the environment are not used.
+Every request (to the base URL, and to any URL a provider's answer names, such as a generated image to
+upscale) follows the outbound policy (blocks/outbound): its host is resolved once, private, loopback,
+link-local and other non-public addresses are refused unless `ctx.settings["allow_private_addresses"]`,
+and the request goes to the checked address (the Host header and the TLS server name keep the original
+host). Redirects are not followed and proxy settings from the environment are not used.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-import socket
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 from pydantic import SecretStr
 
-from blocks.library.http import (
+from blocks.outbound import (
     PRIVATE_TEST_ADDRESS,
     PUBLIC_TEST_ADDRESS,
+    CheckedAsyncTransport,
+    IPAddress,
+    OutboundPolicy,
     RequestRefused,
-    _normalise_url,
     fixed_resolve,
-    pin_to_checked_address,
+    is_blocked_address,
+    system_resolve,
 )
 from blocks.sdk import BlockSelfTest, Credentials, RunContext
 
 __all__ = [
     "TRANSPORT_FAILURES",
-    "CheckedTransport",
     "ProviderCalls",
     "ProviderEndpoint",
     "ProviderError",
@@ -121,35 +120,6 @@ def resolve_endpoint(
     return ProviderEndpoint(provider, base.rstrip("/"), SecretStr(str(data.get("api_key") or "")), options)
 
 
-Resolve = Callable[[str, int], Awaitable[list[str]]]
-
-
-async def resolve_host(host: str, port: int) -> list[str]:
-    """Every address `host` resolves to."""
-    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return list(dict.fromkeys(str(info[4][0]) for info in infos))
-
-
-class CheckedTransport(httpx.AsyncBaseTransport):
-    """Sends each request to a checked address of its host (see the module docstring)."""
-
-    def __init__(self, inner: httpx.AsyncBaseTransport, resolve: Resolve, allow_private: bool) -> None:
-        self._inner = inner
-        self._resolve = resolve
-        self._allow_private = allow_private
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        url = _normalise_url(str(request.url))
-        target, sni = await pin_to_checked_address(url, self._resolve, self._allow_private)
-        request.url = target  # the Host header was set from the original URL
-        if sni:
-            request.extensions = {**request.extensions, "sni_hostname": sni}
-        return await self._inner.handle_async_request(request)
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-
 class ProviderCalls:
     """Mixin for provider blocks: an httpx client whose every request is address-checked.
 
@@ -157,14 +127,20 @@ class ProviderCalls:
     httpx.MockTransport)."""
 
     async def _resolve(self, host: str, port: int) -> list[str]:
-        return await resolve_host(host, port)
+        return await system_resolve(host, port)
+
+    def _is_blocked(self, ip: IPAddress) -> bool:
+        """The address rule of this block's policy (tests replace it, as they replace `_resolve`)."""
+        return is_blocked_address(ip)
 
     def _transport(self) -> httpx.AsyncBaseTransport:
         return httpx.AsyncHTTPTransport()
 
-    def checked_transport(self, ctx: RunContext) -> CheckedTransport:
-        allow_private = bool(ctx.settings.get("allow_private_addresses"))
-        return CheckedTransport(self._transport(), self._resolve, allow_private)
+    def checked_transport(self, ctx: RunContext) -> CheckedAsyncTransport:
+        """The outbound policy's transport (blocks/outbound) over this block's wire."""
+        return CheckedAsyncTransport(
+            OutboundPolicy.for_settings(ctx.settings, self._resolve, self._is_blocked), self._transport()
+        )
 
     def client(self, ctx: RunContext, timeout: httpx.Timeout) -> httpx.AsyncClient:
         return httpx.AsyncClient(

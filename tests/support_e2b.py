@@ -5,7 +5,8 @@ the `E2b-Sandbox-Id` and `E2b-Sandbox-Port` headers). Plain HTTP/1.1.
 
 Control plane (header `X-API-KEY`; a key other than `api_key` answers 401 `{"code", "message"}`):
     POST /v2/sandboxes (and the older POST /sandboxes)  body `{"templateID", "timeout", ...}` ->
-        201 `{"templateID", "sandboxID", "clientID", "envdVersion", "envdAccessToken", "domain"}`
+        201 `{"templateID", "sandboxID", "clientID", "envdVersion", "envdAccessToken", "domain"}` (domain:
+        `answer_domain`, None by default)
     DELETE /sandboxes/<id> -> 204, or 404 for an unknown or already killed sandbox
 Sandbox (header `X-Access-Token` must be the sandbox's envd access token; an unknown or killed sandbox
 answers 502 like E2B's proxy):
@@ -173,7 +174,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "clientID": "6532622b",
                 "envdVersion": ENVD_VERSION,
                 "envdAccessToken": token,
-                "domain": None,
+                "domain": self.fake.answer_domain,
             },
         )
 
@@ -244,6 +245,7 @@ class E2BStyleServer(_Server):
         self.rules: list[tuple[str, Program]] = []
         self.commands: dict[str, tuple[str, str, int]] = {}
         self.missing_templates: set[str] = set()
+        self.answer_domain: str | None = None  # the sandbox domain the API answers with
         self.reset()
 
     def reset(self) -> None:
@@ -258,6 +260,7 @@ class E2BStyleServer(_Server):
             self.rules.clear()
             self.commands.clear()
             self.missing_templates.clear()
+            self.answer_domain = None
 
     def program(self, code: str, reply: Reply) -> None:
         self.programs[code] = reply

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import re
+import socketserver
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -31,9 +32,24 @@ from urllib.parse import unquote
 _TAG = re.compile(r'<json_output id="[0-9a-zA-Z]+">')
 
 
+class _LocalHTTPServer(ThreadingHTTPServer):
+    """A ThreadingHTTPServer that does not look its own address up: HTTPServer.server_bind asks
+    socket.getfqdn, a reverse DNS query to the network's resolver for an address /etc/hosts does not
+    name (e.g. 127.0.0.2), and tests send no traffic outside loopback."""
+
+    def server_bind(self) -> None:
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name = str(host)
+        self.server_port = int(port)
+
+
 class _Server:
-    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    def __init__(
+        self, handler: type[BaseHTTPRequestHandler], address: tuple[str, int] = ("127.0.0.1", 0)
+    ) -> None:
+        # Always a loopback address: tests send traffic nowhere else.
+        self.httpd = _LocalHTTPServer(address, handler)
         self.httpd.daemon_threads = True
         self.httpd.owner = self  # type: ignore[attr-defined]
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
@@ -57,8 +73,10 @@ class RecordingServer(_Server):
     """A stand-in that keeps every request in `requests` (handler threads append concurrently, hence the
     lock); `reset()` drops them together with the server's own state (`_reset_state`)."""
 
-    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
-        super().__init__(handler)
+    def __init__(
+        self, handler: type[BaseHTTPRequestHandler], address: tuple[str, int] = ("127.0.0.1", 0)
+    ) -> None:
+        super().__init__(handler, address)
         self._lock = threading.Lock()
         self.requests: list[dict[str, Any]] = []
 

@@ -29,11 +29,10 @@ from blocks.library.discord_bot import (
     DiscordEndpoint,
     ReadDiscordMessagesBlock,
     SendDiscordMessageBlock,
-    _public_only_resolver,
     check_host,
     load_discord,
 )
-from blocks.library.http import RequestRefused
+from blocks.outbound import OutboundPolicy, RequestRefused, checked_aiohttp_resolver
 
 READ_TIMEOUT = (
     0.5  # seconds a Read waits (once connected) for a message; a bot loop's last Read waits this long
@@ -210,9 +209,9 @@ def test_the_gateway_and_every_resolved_host_are_checked_too() -> None:
         with pytest.raises(RequestRefused, match="allow_private_addresses"):
             await check_host("wss://10.1.2.3/gateway", allow_private=False)
         await check_host("ws://127.0.0.1:1/gateway", allow_private=True)
-        resolver = _public_only_resolver()
+        resolver = checked_aiohttp_resolver(OutboundPolicy())
         try:
-            with pytest.raises(OSError, match="non-public"):
+            with pytest.raises(RequestRefused, match="non-public"):
                 await resolver.resolve("localhost", 443)
         finally:
             await resolver.close()

@@ -216,13 +216,17 @@ def test_a_non_default_base_url_on_a_private_address_is_refused(maps: GoogleMaps
     assert maps.requests == []
 
 
-def test_googles_own_base_url_is_used_by_default_and_not_resolved(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_googles_own_base_url_is_used_by_default_and_pinned_like_any_other(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.delenv("AGENTFLOW_GOOGLE_MAPS_BASE_URL", raising=False)
     block = GoogleMapsSearchBlock()
     made: list[Target] = []
+    looked_up: list[str] = []
 
-    async def no_resolving(host: str, port: int) -> list[str]:
-        raise AssertionError("Google's own host is not checked")
+    async def resolve(host: str, port: int) -> list[str]:
+        looked_up.append(host)
+        return ["142.250.74.10"]  # a public address
 
     class Client:
         def places(self, **kwargs: Any) -> dict[str, Any]:
@@ -232,14 +236,17 @@ def test_googles_own_base_url_is_used_by_default_and_not_resolved(monkeypatch: p
         made.append(target)
         return Client()
 
-    block._resolve = no_resolving  # type: ignore[method-assign]
+    block._resolve = resolve  # type: ignore[method-assign]
     block._make_client = make_client  # type: ignore[method-assign]
     assert search({"query": "pubs"}, allow_private=False, block=block) == []
-    assert made == [Target(DEFAULT_BASE_URL)]
-    # The real client for it: Google's URL, the time limits, no redirects.
+    assert looked_up == ["maps.googleapis.com"]
+    assert made == [Target("https://142.250.74.10", "maps.googleapis.com", "maps.googleapis.com")]
+    # The real client for it: the pinned URL, the time limits, no redirects.
     endpoint = resolve_google_maps(RunContext(credentials=credential(TEST_MAPS_KEY)))
-    client = GoogleMapsSearchBlock()._make_client(endpoint, Target(DEFAULT_BASE_URL))
-    assert client.base_url == "https://maps.googleapis.com"
+    assert endpoint.base_url == DEFAULT_BASE_URL
+    client = GoogleMapsSearchBlock()._make_client(endpoint, made[0])
+    assert client.base_url == "https://142.250.74.10"
+    assert client.requests_kwargs["headers"]["Host"] == "maps.googleapis.com"
     assert client.timeout == (10.0, 30.0) and client.retry_timeout == datetime.timedelta(seconds=60)
     assert client.requests_kwargs["allow_redirects"] is False
 

@@ -17,10 +17,14 @@ Endpoints and the API key, first match wins:
 A sandbox URL, when given, is where every sandbox call goes (E2B's sandbox proxy tells sandboxes and
 ports apart by headers); it is how a local stand-in serves both the envd and the Jupyter port.
 
-The SDK makes its own connections (a Rust HTTP client), so the address check cannot pin the address
-the way SendWebRequest does: the API and sandbox hosts are resolved first and a private, loopback or
-other non-public address is refused unless `ctx.settings["allow_private_addresses"]`. The SDK's own
-E2B_* environment variables are overridden (api_url, domain and debug are always passed explicitly).
+The SDK makes its own connections (a Rust HTTP client with its own resolver), so it cannot be handed
+a checked transport: it is given, as its proxy, the process's checked forward proxy with this
+execution's policy (blocks/outbound/proxy.py). Every connection it opens (the API, the sandbox hosts
+it derives from the domain, including the domain in the API's answer) is resolved once there, refused
+if any address is private, loopback or otherwise non-public (unless
+`ctx.settings["allow_private_addresses"]`), and opened to that checked address; TLS runs end to end
+with the original host name. A `domain` that is not a host name is refused. The SDK's own E2B_*
+environment variables are overridden (api_url, domain, debug and proxy are always passed explicitly).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from enum import StrEnum
@@ -35,14 +40,17 @@ from typing import Any
 
 from pydantic import Field, SecretStr
 
-from blocks.library.http import (
+from blocks.outbound import (
     PRIVATE_TEST_ADDRESS,
+    IPAddress,
+    OutboundPolicy,
     RequestRefused,
-    _normalise_url,
+    checked_proxy,
     fixed_resolve,
-    pin_to_checked_address,
+    is_blocked_address,
+    normalise_url,
+    system_resolve,
 )
-from blocks.provider_http import resolve_host
 from blocks.sdk import (
     Block,
     BlockCategory,
@@ -56,6 +64,9 @@ from blocks.sdk import (
 
 DEFAULT_API_URL = "https://api.e2b.app"
 DEFAULT_DOMAIN = "e2b.app"
+_HOST_NAME = re.compile(
+    r"^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
+)
 
 
 class ProgrammingLanguage(StrEnum):
@@ -79,6 +90,7 @@ class E2BEndpoint:
 
 
 def resolve_e2b(ctx: RunContext) -> E2BEndpoint:
+    """The endpoint (RequestRefused for a URL or domain that cannot be one, naming where it came from)."""
     env = os.environ
     data: dict[str, Any] = {}
     credential: Credentials | None = ctx.credentials.get("credentials")
@@ -92,10 +104,20 @@ def resolve_e2b(ctx: RunContext) -> E2BEndpoint:
     api_url = str(data.get("api_url") or env.get("AGENTFLOW_E2B_API_URL") or DEFAULT_API_URL)
     sandbox_url = str(data.get("sandbox_url") or env.get("AGENTFLOW_E2B_SANDBOX_URL") or "") or None
     key = str(data.get("api_key") or (env.get("AGENTFLOW_E2B_API_KEY", "") if credential is None else ""))
+    where = f"credential {credential.id} (pin 'credentials')" if credential is not None else "the environment"
+    domain = str(data.get("domain") or DEFAULT_DOMAIN).strip().lower()
+    if not _HOST_NAME.match(domain):
+        raise RequestRefused(f"{where}: E2B domain {domain!r} is not a host name")
+    for url in (api_url, sandbox_url):
+        if url:
+            try:
+                normalise_url(url)
+            except RequestRefused as exc:
+                raise RequestRefused(f"{where}: {exc}") from None
     return E2BEndpoint(
         api_url.rstrip("/"),
         sandbox_url.rstrip("/") if sandbox_url else None,
-        str(data.get("domain") or DEFAULT_DOMAIN),
+        domain,
         SecretStr(key),
     )
 
@@ -147,7 +169,7 @@ TEST_CREDENTIALS = Credentials(
 )
 
 
-async def _hello_world(endpoint: E2BEndpoint, code: str, *args: Any) -> CodeRun:
+async def _hello_world(endpoint: E2BEndpoint, *args: Any) -> CodeRun:
     if endpoint.api_key.get_secret_value() != "mock-e2b-api-key":
         raise CodeExecutionFailed("the credential's key did not reach the sandbox call")
     return CodeRun(
@@ -158,7 +180,7 @@ async def _hello_world(endpoint: E2BEndpoint, code: str, *args: Any) -> CodeRun:
     )
 
 
-async def _raises(endpoint: E2BEndpoint, code: str, *args: Any) -> CodeRun:
+async def _raises(endpoint: E2BEndpoint, *args: Any) -> CodeRun:
     raise CodeExecutionFailed(
         f"could not create an E2B sandbox at {endpoint.api_url}: AuthenticationException: "
         f"key {endpoint.api_key.get_secret_value()} refused"
@@ -231,17 +253,47 @@ class ExecuteCodeBlock(Block):
 
     # --- I/O helpers (self-tests replace them) ----------------------------------------------------
     async def _resolve(self, host: str, port: int) -> list[str]:
-        return await resolve_host(host, port)
+        return await system_resolve(host, port)
 
-    async def check_addresses(self, endpoint: E2BEndpoint, ctx: RunContext) -> None:
-        allow_private = bool(ctx.settings.get("allow_private_addresses"))
-        for url in (endpoint.api_url, endpoint.sandbox_url):
-            if url:
-                await pin_to_checked_address(_normalise_url(url), self._resolve, allow_private)
+    def _is_blocked(self, ip: IPAddress) -> bool:
+        """The address rule of this block's policy (tests replace it, as they replace `_resolve`)."""
+        return is_blocked_address(ip)
 
     async def execute_code(
         self,
         endpoint: E2BEndpoint,
+        policy: OutboundPolicy,
+        code: str,
+        language: ProgrammingLanguage,
+        setup_commands: list[str],
+        timeout: int,
+        template_id: str,
+        dispose_sandbox: bool,
+    ) -> CodeRun:
+        """The whole sandbox session, every connection through the checked proxy (module docstring)."""
+        proxy = checked_proxy()
+        mark = proxy.refusal_mark()
+        try:
+            return await self._session(
+                endpoint,
+                proxy.url_for(policy),
+                code,
+                language,
+                setup_commands,
+                timeout,
+                template_id,
+                dispose_sandbox,
+            )
+        except CodeExecutionFailed as exc:
+            refusals = proxy.refusals_since(policy, mark)
+            if refusals:  # the SDK's error may not say why: the policy's reason does
+                raise RequestRefused(refusals[0]) from exc
+            raise
+
+    async def _session(
+        self,
+        endpoint: E2BEndpoint,
+        proxy_url: str,
         code: str,
         language: ProgrammingLanguage,
         setup_commands: list[str],
@@ -257,6 +309,7 @@ class ExecuteCodeBlock(Block):
             "api_url": endpoint.api_url,
             "domain": endpoint.domain,
             "debug": False,  # debug mode would skip creating a sandbox and talk to localhost
+            "proxy": proxy_url,
         }
         if endpoint.sandbox_url:
             options["sandbox_url"] = endpoint.sandbox_url
@@ -297,7 +350,11 @@ class ExecuteCodeBlock(Block):
 
     # --- run ----------------------------------------------------------------------------------------
     async def run(self, input: Input, ctx: RunContext) -> AsyncIterator[tuple[str, Any]]:
-        endpoint = resolve_e2b(ctx)
+        try:
+            endpoint = resolve_e2b(ctx)
+        except RequestRefused as exc:
+            yield "error", str(exc)
+            return
         if not endpoint.api_key.get_secret_value():
             yield (
                 "error",
@@ -306,9 +363,9 @@ class ExecuteCodeBlock(Block):
             )
             return
         try:
-            await self.check_addresses(endpoint, ctx)
             run = await self.execute_code(
                 endpoint,
+                OutboundPolicy.for_settings(ctx.settings, self._resolve, self._is_blocked),
                 input.code,
                 input.language,
                 input.setup_commands,

@@ -15,8 +15,9 @@ The bot token, first match wins:
 Where the API is, read when the node runs: AGENTFLOW_DISCORD_API_URL (default https://discord.com/api/v10).
 For any other URL the gateway is the one that URL's `GET /gateway/bot` names. Every host the blocks
 connect to (the API, the gateway, an attachment's URL) must resolve to public addresses unless
-`ctx.settings["allow_private_addresses"]`; a non-default API URL is checked before anything is sent,
-and each later connection's DNS answer is checked again by the connector's resolver.
+`ctx.settings["allow_private_addresses"]` (the outbound policy, blocks/outbound); a non-default API
+URL is checked before anything is sent, and every connection goes to the address the connector's
+checked resolver answered (resolved once per connection, so a second DNS answer cannot move it).
 
 Read waits at most AGENTFLOW_DISCORD_READ_TIMEOUT seconds (default 600) for a message, then fails with
 an error saying so: AutoGPT waits forever, which would keep a bot graph's run open for ever.
@@ -32,9 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import os
-import socket
 import warnings
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -43,7 +42,13 @@ from typing import Any
 import httpx
 from pydantic import Field, SecretStr
 
-from blocks.library.http import RequestRefused, _normalise_url, is_blocked_address, pin_to_checked_address
+from blocks.outbound import (
+    OutboundPolicy,
+    RequestRefused,
+    checked_aiohttp_resolver,
+    normalise_url,
+    system_resolve,
+)
 from blocks.sdk import (
     Block,
     BlockCategory,
@@ -126,46 +131,12 @@ def read_timeout() -> float:
     return value
 
 
-async def _resolve(host: str, port: int) -> list[str]:
-    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return list(dict.fromkeys(str(info[4][0]) for info in infos))
-
-
 async def check_host(url: str, allow_private: bool) -> None:
-    """The private-address rule of the web blocks, for an http(s) or ws(s) URL (RequestRefused)."""
-    if allow_private:
-        return
+    """The outbound policy's address rule, for an http(s) or ws(s) URL, checked before anything is sent
+    (RequestRefused); the connections themselves are checked again by the connector's resolver."""
     if url.startswith(("ws://", "wss://")):
         url = "http" + url[2:]
-    await pin_to_checked_address(_normalise_url(url), _resolve, allow_private=False)
-
-
-def _public_only_resolver() -> Any:
-    """An aiohttp resolver that refuses non-public answers: every connection the client opens (REST and
-    gateway) is checked at connect time, so a second DNS answer cannot point it somewhere private."""
-    import aiohttp
-    from aiohttp.abc import AbstractResolver
-
-    class PublicOnlyResolver(AbstractResolver):
-        def __init__(self) -> None:
-            self._inner = aiohttp.ThreadedResolver()
-
-        async def resolve(self, host: str, port: int = 0, family: int = socket.AF_INET) -> Any:
-            answers = await self._inner.resolve(host, port, family)
-            for answer in answers:
-                ip = ipaddress.ip_address(str(answer["host"]).split("%", 1)[0])
-                if is_blocked_address(ip):
-                    raise OSError(
-                        f"refusing to connect to host {host!r}: it resolves to {ip}, a private, loopback, "
-                        "link-local or otherwise non-public address (an operator may set "
-                        "allow_private_addresses to permit this)"
-                    )
-            return answers
-
-        async def close(self) -> None:
-            await self._inner.close()
-
-    return PublicOnlyResolver()
+    await OutboundPolicy(system_resolve, allow_private).pin(normalise_url(url))
 
 
 def make_client(discord: Any, intents: Any, endpoint: DiscordEndpoint) -> Any:
@@ -173,9 +144,9 @@ def make_client(discord: Any, intents: Any, endpoint: DiscordEndpoint) -> Any:
     import aiohttp
     import yarl
 
-    connector = (
-        None if endpoint.allow_private else aiohttp.TCPConnector(limit=0, resolver=_public_only_resolver())
-    )
+    # Every connection (REST and gateway) goes to the checked address its host resolved to.
+    policy = OutboundPolicy(system_resolve, endpoint.allow_private)
+    connector = aiohttp.TCPConnector(limit=0, resolver=checked_aiohttp_resolver(policy))
     client = discord.Client(intents=intents, connector=connector)
     http = client.http
     send_request, open_websocket = http.request, http.ws_connect
@@ -394,8 +365,8 @@ class ReadDiscordMessagesBlock(Block):
     async def fetch_attachment(self, url: str, allow_private: bool) -> str:
         """GET an attachment's URL (no token: Discord's attachment URLs are signed), checked like the web
         blocks' requests and sent to the checked address."""
-        parsed = _normalise_url(url)
-        target, sni = await pin_to_checked_address(parsed, _resolve, allow_private)
+        parsed = normalise_url(url)
+        target, sni = await OutboundPolicy(system_resolve, allow_private).pin(parsed)
         async with (
             httpx.AsyncClient(
                 timeout=httpx.Timeout(60.0, connect=15.0), follow_redirects=False, trust_env=False

@@ -67,13 +67,23 @@ from typing import Any, ClassVar, Literal, TypeVar
 import httpx
 from pydantic import BaseModel, Field, SecretStr
 
-from blocks.library.http import RequestRefused, _decode_data_uri, _normalise_url, pin_to_checked_address
+from blocks.library.http import decode_data_uri
+from blocks.outbound import (
+    CheckedTransport,
+    HttpxAsHttplib2,
+    IPAddress,
+    OutboundPolicy,
+    PinnedAddresses,
+    RequestRefused,
+    is_blocked_address,
+    normalise_url,
+    system_resolve,
+)
 from blocks.provider_http import (
     ProviderError,
     mock_credentials,
     mock_wire,
     private_address_self_test,
-    resolve_host,
 )
 from blocks.sdk import (
     Block,
@@ -186,7 +196,7 @@ def make_mime_text(body: str, content_type: str | None) -> MIMEText:
 
 def decode_attachments(uris: list[str]) -> list[DecodedFile]:
     """The `data:` URI files, decoded before any request is made (ValueError for a bad one)."""
-    return [_decode_data_uri(uri, index) for index, uri in enumerate(uris, start=1)]
+    return [decode_data_uri(uri, index) for index, uri in enumerate(uris, start=1)]
 
 
 def _attach(message: MIMEMultipart, filename: str, payload: bytes, mime: str) -> None:
@@ -323,60 +333,6 @@ def parse_email(message: dict[str, Any], service: Any) -> Email:
 
 
 # --- transport -------------------------------------------------------------------------------------
-class _PinnedTransport(httpx.BaseTransport):
-    """Sends requests for the checked origin to its checked address and refuses any other origin."""
-
-    def __init__(
-        self, inner: httpx.BaseTransport, origin: httpx.URL, target: httpx.URL, sni: str | None, label: str
-    ):
-        self._inner = inner
-        self._origin = (origin.scheme, origin.host, origin.port)
-        self._target_host = target.host
-        self._sni = sni
-        self._label = label
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        url = request.url
-        if (url.scheme, url.host, url.port) != self._origin:
-            raise RequestRefused(
-                f"refusing a request to {url.scheme}://{url.host}: not the {self._label} base URL"
-            )
-        request.url = url.copy_with(host=self._target_host)  # the Host header keeps the original host
-        if self._sni:
-            request.extensions = {**request.extensions, "sni_hostname": self._sni}
-        return self._inner.handle_request(request)
-
-    def close(self) -> None:
-        self._inner.close()
-
-
-class _HttpxAsHttplib2:
-    """The part of httplib2.Http's interface that googleapiclient and google-auth-httplib2 call,
-    carried over an httpx client (so every request goes through the address-checked transport)."""
-
-    def __init__(self, client: httpx.Client) -> None:
-        self._client = client
-
-    def request(
-        self,
-        uri: str,
-        method: str = "GET",
-        body: str | bytes | None = None,
-        headers: dict[str, str] | None = None,
-        redirections: int = 5,
-        connection_type: Any = None,
-    ) -> tuple[Any, bytes]:
-        import httplib2
-
-        response = self._client.request(method, uri, content=body, headers=headers)
-        info: dict[str, str] = dict(response.headers.items())
-        info["status"] = str(response.status_code)
-        return httplib2.Response(info), response.content
-
-    def close(self) -> None:
-        self._client.close()
-
-
 def _http_error_text(exc: Any) -> str:
     """A Google API error answer as "HTTP <status>: <message>"."""
     status = getattr(getattr(exc, "resp", None), "status", "?")
@@ -415,7 +371,11 @@ class GoogleApiBlock(Block):
 
     # --- I/O helpers: self-tests replace these ---------------------------------------------------------
     async def _resolve(self, host: str, port: int) -> list[str]:
-        return await resolve_host(host, port)
+        return await system_resolve(host, port)
+
+    def _is_blocked(self, ip: IPAddress) -> bool:
+        """The address rule of this block's policy (tests replace it, as they replace `_resolve`)."""
+        return is_blocked_address(ip)
 
     def _transport(self) -> httpx.BaseTransport:
         return httpx.HTTPTransport()
@@ -426,25 +386,21 @@ class GoogleApiBlock(Block):
 
     async def _call(self, ctx: RunContext, endpoint: GoogleEndpoint, work: Callable[[Any], T]) -> T:
         """`work(service)` in a worker thread (the client library blocks) against the checked address."""
-        origin = _normalise_url(endpoint.base_url)
-        target, sni = await pin_to_checked_address(
-            origin, self._resolve, bool(ctx.settings.get("allow_private_addresses"))
+        origin = normalise_url(endpoint.base_url)
+        # Resolved and checked here, once; the client library's requests (in a worker thread) go to
+        # that address, and requests to any other origin are refused.
+        pins = PinnedAddresses(
+            OutboundPolicy.for_settings(ctx.settings, self._resolve, self._is_blocked), only_origin=origin
         )
-        return await asyncio.to_thread(self._with_service, endpoint, origin, target, sni, work)
+        await pins.pin(origin)
+        return await asyncio.to_thread(self._with_service, endpoint, pins, work)
 
-    def _with_service(
-        self,
-        endpoint: GoogleEndpoint,
-        origin: httpx.URL,
-        target: httpx.URL,
-        sni: str | None,
-        work: Callable[[Any], T],
-    ) -> T:
+    def _with_service(self, endpoint: GoogleEndpoint, pins: PinnedAddresses, work: Callable[[Any], T]) -> T:
         from google.oauth2.credentials import Credentials as OAuthCredentials
         from google_auth_httplib2 import AuthorizedHttp
         from googleapiclient.discovery import build
 
-        transport = _PinnedTransport(self._transport(), origin, target, sni, self.api_label)
+        transport = CheckedTransport(pins, self._transport())
         client = httpx.Client(
             transport=transport, timeout=REQUEST_TIMEOUT, follow_redirects=False, trust_env=False
         )
@@ -452,7 +408,7 @@ class GoogleApiBlock(Block):
             token=endpoint.access_token.get_secret_value(), scopes=list(self.oauth_scopes)
         )
         # No refresh on 401: this engine holds no OAuth client to refresh with (see the docstring).
-        http = AuthorizedHttp(creds, http=_HttpxAsHttplib2(client), refresh_status_codes=())
+        http = AuthorizedHttp(creds, http=HttpxAsHttplib2(client), refresh_status_codes=())
         service = build(
             self.api_name,
             self.api_version,

@@ -15,8 +15,8 @@ Where the API key and the base URL come from, first match wins:
    credential) AGENTFLOW_GOOGLE_MAPS_API_KEY;
 3. Google's https://maps.googleapis.com (the client's own default).
 
-A base URL other than Google's is checked like the Jina blocks check theirs: its host is resolved and
-a private, loopback or otherwise non-public address is refused unless
+The base URL (Google's too) follows the outbound policy (blocks/outbound): its host is resolved once
+and a private, loopback or otherwise non-public address is refused unless
 `ctx.settings["allow_private_addresses"]`; the requests then go to the checked address (Host header and
 TLS server name keep the original host), without following redirects or environment proxies.
 
@@ -33,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -41,7 +40,16 @@ from urllib.parse import quote, quote_plus
 
 from pydantic import BaseModel, Field, SecretStr
 
-from blocks.library.http import RequestRefused, _normalise_url, pin_to_checked_address
+from blocks.outbound import (
+    IPAddress,
+    OutboundPolicy,
+    RequestRefused,
+    fixed_resolve,
+    is_blocked_address,
+    normalise_url,
+    pinned_requests_session,
+    system_resolve,
+)
 from blocks.sdk import (
     Block,
     BlockCategory,
@@ -79,10 +87,6 @@ class MapsEndpoint:
     api_key: SecretStr
     read_timeout: float = DEFAULT_READ_TIMEOUT
     retry_timeout: float = DEFAULT_RETRY_TIMEOUT
-
-    @property
-    def is_default(self) -> bool:
-        return self.base_url == DEFAULT_BASE_URL
 
     def scrub(self, text: str) -> str:
         key = self.api_key.get_secret_value()
@@ -135,28 +139,6 @@ class Target:
     base_url: str
     host_header: str | None = None
     server_hostname: str | None = None
-
-
-def _pinned_session(target: Target) -> Any:
-    """A requests session for a pinned base URL: no environment proxies, and for https the TLS server
-    name and certificate check of the original host on the connection to the checked IP."""
-    import requests
-    from requests.adapters import HTTPAdapter
-
-    class PinnedTLSAdapter(HTTPAdapter):
-        def __init__(self, hostname: str) -> None:
-            self._hostname = hostname  # before HTTPAdapter.__init__, which builds the pool manager
-            super().__init__()
-
-        def init_poolmanager(self, connections: int, maxsize: int, block: bool = False, **kw: Any) -> None:
-            kw.update(server_hostname=self._hostname, assert_hostname=self._hostname)
-            super().init_poolmanager(connections, maxsize, block=block, **kw)
-
-    session = requests.Session()
-    session.trust_env = False
-    if target.server_hostname:
-        session.mount("https://", PinnedTLSAdapter(target.server_hostname))
-    return session
 
 
 def _describe(exc: BaseException, endpoint: MapsEndpoint) -> str:
@@ -283,7 +265,7 @@ class GoogleMapsSearchBlock(Block):
         BlockSelfTest(
             input={"query": "restaurants in new york", "radius": 5000, "max_results": 5},
             output=[("place", _PLACE)],
-            mocks={"_make_client": _fake_client([[_RESTAURANT]])},
+            mocks={"_resolve": fixed_resolve(), "_make_client": _fake_client([[_RESTAURANT]])},
             credentials={"credentials": TEST_CREDENTIALS},
         ),
         BlockSelfTest(  # pages until max_results; a place without phone or website gets ""
@@ -297,12 +279,13 @@ class GoogleMapsSearchBlock(Block):
                 ),
             ],
             mocks={
+                "_resolve": fixed_resolve(),
                 "_make_client": _fake_client(
                     [
                         [{**_RESTAURANT, "name": "A"}, {**_RESTAURANT, "name": "B"}],
                         [{"name": "C"}, {"name": "D"}],
                     ]
-                )
+                ),
             },
             credentials={"credentials": TEST_CREDENTIALS},
         ),
@@ -310,9 +293,10 @@ class GoogleMapsSearchBlock(Block):
             input={"query": "x"},
             output=[("error", lambda e: "REQUEST_DENIED" in e and "AIzaMock" not in e)],
             mocks={
+                "_resolve": fixed_resolve(),
                 "_make_client": _fake_client(
                     [], _api_error("REQUEST_DENIED", "key AIzaMockGoogleMapsApiKey0123456789 is invalid")
-                )
+                ),
             },
             credentials={"credentials": TEST_CREDENTIALS},
         ),
@@ -334,14 +318,17 @@ class GoogleMapsSearchBlock(Block):
 
     # --- I/O helpers: self-tests replace these ---------------------------------------------------------
     async def _resolve(self, host: str, port: int) -> list[str]:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        return list(dict.fromkeys(str(info[4][0]) for info in infos))
+        return await system_resolve(host, port)
+
+    def _is_blocked(self, ip: IPAddress) -> bool:
+        """The address rule of this block's policy (tests replace it, as they replace `_resolve`)."""
+        return is_blocked_address(ip)
 
     def _make_client(self, endpoint: MapsEndpoint, target: Target) -> Any:
         """The googlemaps client for this search (ValueError for a key it rejects)."""
         import googlemaps
 
-        session = _pinned_session(target) if not endpoint.is_default else None
+        session = pinned_requests_session(target.server_hostname)
         headers = {"Host": target.host_header} if target.host_header else {}
         return googlemaps.Client(
             key=endpoint.api_key.get_secret_value(),
@@ -355,10 +342,8 @@ class GoogleMapsSearchBlock(Block):
 
     # --- logic -----------------------------------------------------------------------------------------
     async def _target(self, endpoint: MapsEndpoint, allow_private: bool) -> Target:
-        if endpoint.is_default:
-            return Target(DEFAULT_BASE_URL)
-        url = _normalise_url(endpoint.base_url)
-        pinned, sni = await pin_to_checked_address(url, self._resolve, allow_private)
+        url = normalise_url(endpoint.base_url)
+        pinned, sni = await OutboundPolicy(self._resolve, allow_private, self._is_blocked).pin(url)
         host_header = url.netloc.decode("ascii") if pinned.host != url.host else None
         return Target(str(pinned).rstrip("/"), host_header, sni)
 

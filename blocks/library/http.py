@@ -1,20 +1,18 @@
 """SendWebRequestBlock (AutoGPT blocks/http.py): one HTTP request, with server-side request forgery guards.
 
-Every hop (the first request and each redirect) resolves the host and refuses private, loopback,
-link-local and other non-global addresses unless the operator sets
-`ctx.settings["allow_private_addresses"]`. The request is then sent to the checked IP itself (Host
-header and TLS server name keep the original host), so a second DNS answer cannot swap the target.
+Every hop (the first request and each redirect) follows the outbound policy (blocks/outbound): the
+host is resolved once and private, loopback, link-local and other non-global addresses are refused
+unless the operator sets `ctx.settings["allow_private_addresses"]`; the request is sent to the checked
+IP itself (Host header and TLS server name keep the original host). A redirect to another origin
+drops Authorization, Proxy-Authorization, Cookie and every header taken from a credential.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
-import ipaddress
 import json
-import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -23,6 +21,16 @@ from urllib.parse import unquote_to_bytes
 import httpx
 from pydantic import Field, SecretStr
 
+from blocks.outbound import (
+    IPAddress,
+    OutboundPolicy,
+    RequestRefused,
+    fixed_resolve,
+    headers_for_next_hop,
+    is_blocked_address,
+    normalise_url,
+    system_resolve,
+)
 from blocks.sdk import (
     Block,
     BlockCategory,
@@ -39,7 +47,6 @@ MAX_REDIRECTS = 10
 MAX_JSON_BODY = 10_000_000
 REQUEST_TIMEOUT = httpx.Timeout(60.0, connect=15.0)
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-_CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
 # One attempt by default (a request need not be idempotent; a node may ask for retries in its
 # metadata); 5xx answers and transport failures are what is transient, and what trips a host's breaker.
 HTTP_RETRY_POLICY = RetryPolicy(
@@ -57,21 +64,6 @@ HTTP_RETRY_POLICY = RetryPolicy(
     ),
 )
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-
-PUBLIC_TEST_ADDRESS = "93.184.215.14"  # example.com's: a public address
-PRIVATE_TEST_ADDRESS = "10.0.0.7"
-
-
-def fixed_resolve(address: str = PUBLIC_TEST_ADDRESS) -> Callable[[str, int], Awaitable[list[str]]]:
-    """Name resolution for self-tests: every host resolves to `address`."""
-
-    async def resolve(host: str, port: int) -> list[str]:
-        return [address]
-
-    return resolve
-
 
 class HttpMethod(StrEnum):
     GET = "GET"
@@ -81,25 +73,6 @@ class HttpMethod(StrEnum):
     PATCH = "PATCH"
     OPTIONS = "OPTIONS"
     HEAD = "HEAD"
-
-
-class RequestRefused(ValueError):
-    """The URL may not be requested (bad scheme, unresolvable or non-public host)."""
-
-
-def is_blocked_address(ip: IPAddress) -> bool:
-    """True for any address that is not a plain public unicast address."""
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return (
-        ip.is_private
-        or ip.is_loopback
-        or ip.is_link_local
-        or ip.is_multicast
-        or ip.is_reserved
-        or ip.is_unspecified
-        or not ip.is_global
-    )
 
 
 @dataclass(slots=True)
@@ -116,7 +89,7 @@ class OutgoingRequest:
     files: list[tuple[str, tuple[str, bytes, str]]] = field(default_factory=list)
 
 
-def _decode_data_uri(uri: str, index: int) -> tuple[str, bytes, str]:
+def decode_data_uri(uri: str, index: int) -> tuple[str, bytes, str]:
     """A `data:` URI file as (filename, bytes, mime type); other file references are refused."""
     if not uri.startswith("data:") or "," not in uri:
         raise ValueError(
@@ -131,58 +104,6 @@ def _decode_data_uri(uri: str, index: int) -> tuple[str, bytes, str]:
         raise ValueError(f"file {index} is not valid base64: {exc}") from exc
     extension = mime.rsplit("/", 1)[-1] if "/" in mime else "bin"
     return f"file{index}.{extension}", raw, mime
-
-
-def _normalise_url(url: str) -> httpx.URL:
-    text = url.strip()
-    if "://" not in text:
-        text = "http://" + text
-    try:
-        parsed = httpx.URL(text)
-    except httpx.InvalidURL as exc:
-        raise RequestRefused(f"invalid URL {url!r}: {exc}") from exc
-    if parsed.scheme not in ("http", "https"):
-        raise RequestRefused(f"URL scheme {parsed.scheme!r} is not allowed; use http or https")
-    if not parsed.host:
-        raise RequestRefused(f"URL {url!r} has no host")
-    return parsed
-
-
-Resolver = Callable[[str, int], Awaitable[list[str]]]
-
-
-async def pin_to_checked_address(
-    url: httpx.URL, resolve: Resolver, allow_private: bool
-) -> tuple[httpx.URL, str | None]:
-    """Resolve `url`'s host and refuse private, loopback and other non-public addresses (unless the
-    operator allows them); returns the URL with its host replaced by a checked IP, so a second DNS
-    answer cannot swap the target, and the TLS server name to keep."""
-    host = url.host
-    port = url.port or (443 if url.scheme == "https" else 80)
-    try:
-        literal: IPAddress | None = ipaddress.ip_address(host)
-    except ValueError:
-        literal = None
-    if literal is not None:
-        addresses = [literal]
-    else:
-        try:
-            addresses = [ipaddress.ip_address(a.split("%", 1)[0]) for a in await resolve(host, port)]
-        except (OSError, UnicodeError) as exc:
-            raise RequestRefused(f"cannot resolve host {host!r}: {exc}") from exc
-        if not addresses:
-            raise RequestRefused(f"host {host!r} resolves to no address")
-    if not allow_private:
-        for ip in addresses:
-            if is_blocked_address(ip):
-                raise RequestRefused(
-                    f"refusing to request host {host!r}: it resolves to {ip}, a private, loopback, "
-                    "link-local or otherwise non-public address (an operator may set "
-                    "allow_private_addresses to permit this)"
-                )
-    if literal is not None:
-        return url, None
-    return url.copy_with(host=str(addresses[0])), host if url.scheme == "https" else None
 
 
 class SendWebRequestBlock(Block):
@@ -245,7 +166,7 @@ class SendWebRequestBlock(Block):
     def breaker_key(self, input: Any) -> str | None:
         """One circuit breaker per host ("http:<host>"): one failing site must not stop calls to others."""
         try:
-            host = _normalise_url(str(getattr(input, "url", ""))).host
+            host = normalise_url(str(getattr(input, "url", ""))).host
         except RequestRefused:
             return None
         return f"http:{host.lower()}"
@@ -253,8 +174,11 @@ class SendWebRequestBlock(Block):
     # --- I/O helpers: self-tests replace these ---------------------------------------------------------
     async def _resolve(self, host: str, port: int) -> list[str]:
         """Every address `host` resolves to."""
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        return list(dict.fromkeys(str(info[4][0]) for info in infos))
+        return await system_resolve(host, port)
+
+    def _is_blocked(self, ip: IPAddress) -> bool:
+        """The address rule of this block's policy (tests replace it, as they replace `_resolve`)."""
+        return is_blocked_address(ip)
 
     async def _send(self, out: OutgoingRequest) -> httpx.Response:
         async with httpx.AsyncClient(
@@ -274,11 +198,16 @@ class SendWebRequestBlock(Block):
             return response
 
     # --- logic -----------------------------------------------------------------------------------------
-    async def _pin(self, url: httpx.URL, allow_private: bool) -> tuple[httpx.URL, str | None]:
-        return await pin_to_checked_address(url, self._resolve, allow_private)
-
     async def run(self, input: Input, ctx: RunContext) -> AsyncIterator[tuple[str, Any]]:
-        allow_private = bool(ctx.settings.get("allow_private_addresses"))
+        async for pin, value in self.request(input, ctx, credential_headers=()):
+            yield pin, value
+
+    async def request(
+        self, input: Input, ctx: RunContext, credential_headers: Collection[str]
+    ) -> AsyncIterator[tuple[str, Any]]:
+        """The request and its redirects; `credential_headers` name the headers that came from a
+        credential: like Authorization and Cookie, they do not follow a redirect to another origin."""
+        policy = OutboundPolicy.for_settings(ctx.settings, self._resolve, self._is_blocked)
         body = input.body
         json_format = input.json_format
         if isinstance(body, str):
@@ -289,7 +218,7 @@ class SendWebRequestBlock(Block):
             except ValueError:
                 json_format = False  # plain text (or too large to parse): sent as-is
         try:
-            files = [_decode_data_uri(uri, i) for i, uri in enumerate(input.files)]
+            files = [decode_data_uri(uri, i) for i, uri in enumerate(input.files)]
         except ValueError as exc:
             yield "error", str(exc)
             return
@@ -306,10 +235,10 @@ class SendWebRequestBlock(Block):
         method = input.method.value
         headers = {k: v for k, v in input.headers.items() if k.lower() != "host"}
         try:
-            url = _normalise_url(input.url)
+            url = normalise_url(input.url)
             response: httpx.Response | None = None
             for _ in range(MAX_REDIRECTS + 1):
-                target, sni = await self._pin(url, allow_private)
+                target, sni = await policy.pin(url)
                 out = OutgoingRequest(
                     method=method,
                     url=target,
@@ -331,10 +260,8 @@ class SendWebRequestBlock(Block):
                 location = response.headers.get("location")
                 if response.status_code not in _REDIRECT_STATUSES or not location:
                     break
-                next_url = _normalise_url(str(url.join(location)))
-                if (next_url.scheme, next_url.host, next_url.port) != (url.scheme, url.host, url.port):
-                    # Like browsers and httpx: credentials do not follow a redirect to another origin.
-                    headers = {k: v for k, v in headers.items() if k.lower() not in _CREDENTIAL_HEADERS}
+                next_url = normalise_url(str(url.join(location)))
+                headers = headers_for_next_hop(headers, url, next_url, credential_headers)
                 url = next_url
                 if response.status_code in (301, 302, 303) and method != "HEAD":
                     method, body, files = "GET", None, []
@@ -375,9 +302,11 @@ async def _fake_send(out: OutgoingRequest, status: int) -> httpx.Response:
 class SendAuthenticatedWebRequestBlock(SendWebRequestBlock):
     """SendWebRequest with secret headers from the user's host-scoped credential.
 
-    The credential's title is the host it may be sent to; its secret is a JSON object of headers
-    (e.g. {"Authorization": "Bearer ..."}). They are added only for that host, and the engine scrubs
-    the values from everything the node outputs.
+    The credential's title is the host it may be sent to (required: a credential with an empty host
+    scope is refused, never sent anywhere); its secret is a JSON object of headers (e.g.
+    {"Authorization": "Bearer ..."}). They are added only for that host, dropped by a redirect to
+    another origin whatever their names, and the engine scrubs the values from everything the node
+    outputs.
     """
 
     id = "fff86bcd-e001-4bad-a7f6-2eae4720c8dc"
@@ -425,10 +354,23 @@ class SendAuthenticatedWebRequestBlock(SendWebRequestBlock):
         except ValueError:
             yield "error", f"credential {credential.id} is not a JSON object of headers"
             return
-        host = _normalise_url(input.url).host
-        if credential.title and credential.title.lower() != host.lower():
-            yield "error", f"credential {credential.id} is for host {credential.title!r}, not {host!r}"
+        try:
+            host = normalise_url(input.url).host
+        except RequestRefused as exc:
+            yield "error", str(exc)
+            return
+        scope = credential.title.strip()
+        if not scope:
+            # An empty host scope would send the secret headers to any host: refuse it.
+            yield (
+                "error",
+                f"credential {credential.id} (pin 'credentials') has no host scope: a host-scoped "
+                "credential must name the host its headers may be sent to",
+            )
+            return
+        if scope.lower() != host.lower():
+            yield "error", f"credential {credential.id} is for host {scope!r}, not {host!r}"
             return
         with_secrets = input.model_copy(update={"headers": {**input.headers, **secret_headers}})
-        async for pin, value in super().run(with_secrets, ctx):
+        async for pin, value in self.request(with_secrets, ctx, credential_headers=secret_headers.keys()):
             yield pin, value

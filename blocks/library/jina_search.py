@@ -10,17 +10,15 @@ Base URLs and the API key, first match wins:
    AGENTFLOW_JINA_BASE_URL (same meaning as base_url), AGENTFLOW_JINA_API_KEY;
 3. https://s.jina.ai and https://r.jina.ai.
 
-Like SendWebRequest, every request resolves its host first and refuses private, loopback and other
-non-public addresses unless `ctx.settings["allow_private_addresses"]`; the request then goes to the
-checked address. Redirects are not followed.
+Under the outbound policy (blocks/outbound), every request resolves its host once and refuses
+private, loopback and other non-public addresses unless `ctx.settings["allow_private_addresses"]`;
+the request then goes to the checked address. Redirects are not followed.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -29,12 +27,15 @@ from urllib.parse import quote
 import httpx
 from pydantic import Field, SecretStr
 
-from blocks.library.http import (
+from blocks.outbound import (
     PRIVATE_TEST_ADDRESS,
+    IPAddress,
+    OutboundPolicy,
     RequestRefused,
-    _normalise_url,
     fixed_resolve,
-    pin_to_checked_address,
+    is_blocked_address,
+    normalise_url,
+    system_resolve,
 )
 from blocks.sdk import (
     Block,
@@ -96,8 +97,11 @@ class _JinaBlock(Block):
     repeated_output_pins = frozenset()
 
     async def _resolve(self, host: str, port: int) -> list[str]:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        return list(dict.fromkeys(str(info[4][0]) for info in infos))
+        return await system_resolve(host, port)
+
+    def _is_blocked(self, ip: IPAddress) -> bool:
+        """The address rule of this block's policy (tests replace it, as they replace `_resolve`)."""
+        return is_blocked_address(ip)
 
     async def _send(self, url: httpx.URL, headers: dict[str, str], sni: str | None) -> httpx.Response:
         async with httpx.AsyncClient(
@@ -110,9 +114,10 @@ class _JinaBlock(Block):
             return response
 
     async def get_text(self, url: str, headers: dict[str, str], ctx: RunContext) -> httpx.Response:
-        parsed = _normalise_url(url)
-        allow_private = bool(ctx.settings.get("allow_private_addresses"))
-        target, sni = await pin_to_checked_address(parsed, self._resolve, allow_private)
+        parsed = normalise_url(url)
+        target, sni = await OutboundPolicy.for_settings(ctx.settings, self._resolve, self._is_blocked).pin(
+            parsed
+        )
         return await self._send(target, {**headers, "Host": parsed.netloc.decode("ascii")}, sni)
 
 

@@ -10,9 +10,12 @@ Where the endpoint, the model mapping and the API key come from, first match win
    AGENTFLOW_LLM_MODEL_MAP (the same JSON mapping), AGENTFLOW_LLM_TIMEOUT (seconds);
 3. OpenAI's public endpoint (https://api.openai.com/v1) for the base URL.
 
-Never from the graph. A base URL taken from a user's credential is checked like SendWebRequest checks
-its URLs (no private or loopback address unless `ctx.settings["allow_private_addresses"]`); the
-operator's environment is trusted.
+Never from the graph. The openai client is given an httpx client on the outbound policy's transport
+(blocks/outbound): the endpoint's host is resolved once and the call goes to that checked address (TLS
+server name kept), so a second DNS answer cannot move it. A base URL taken from a user's credential
+must resolve to public addresses (no private or loopback address unless
+`ctx.settings["allow_private_addresses"]`); the operator's environment is trusted with private
+addresses (a local model server), and is pinned all the same.
 
 Token counts and retries: each LLM block records AutoGPT's NodeExecutionStats fields (llm_call_count,
 llm_retry_count, input_token_count, output_token_count) in `RunContext.stats`, which the engine records
@@ -24,12 +27,10 @@ the API key is scrubbed from every message this module produces.
 
 from __future__ import annotations
 
-import asyncio
-import ipaddress
+import dataclasses
 import json
 import os
 import secrets
-import socket
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -38,9 +39,16 @@ from typing import Any
 import httpx
 from pydantic import Field, SecretStr
 
-from blocks.library.http import RequestRefused, _normalise_url, is_blocked_address
 from blocks.library.llm_pricing import LLM_COSTS
 from blocks.library.text import render_template
+from blocks.outbound import (
+    IPAddress,
+    OutboundPolicy,
+    RequestRefused,
+    checked_async_client,
+    is_blocked_address,
+    system_resolve,
+)
 from blocks.sdk import (
     Block,
     BlockCategory,
@@ -97,6 +105,9 @@ class LlmEndpoint:
     models: Mapping[str, str] = field(default_factory=dict)
     timeout: float = DEFAULT_TIMEOUT
     from_credential: bool = False
+    # How the call connects: the operator's own endpoint may be private; a user's may not (unless the
+    # operator allows private addresses).
+    policy: OutboundPolicy = field(default_factory=lambda: OutboundPolicy(allow_private=True))
 
     def model_name(self, model: str) -> str:
         return self.models.get(model) or self.models.get("*") or model
@@ -161,6 +172,9 @@ def resolve_endpoint(ctx: RunContext, pin: str = "credentials") -> LlmEndpoint:
             models=_models(data.get("models"), where) or _models(env.get(MODEL_MAP_VAR), MODEL_MAP_VAR),
             timeout=_timeout(data.get("timeout", env.get(TIMEOUT_VAR)), where),
             from_credential=bool(own_url),
+            policy=OutboundPolicy.for_settings(ctx.settings)
+            if own_url
+            else OutboundPolicy(allow_private=True),
         )
     api_key = env.get(API_KEY_VAR, "")
     base_url = env.get(BASE_URL_VAR, "")
@@ -177,31 +191,6 @@ def resolve_endpoint(ctx: RunContext, pin: str = "credentials") -> LlmEndpoint:
         models=_models(env.get(MODEL_MAP_VAR), MODEL_MAP_VAR),
         timeout=_timeout(env.get(TIMEOUT_VAR), TIMEOUT_VAR),
     )
-
-
-async def check_user_url(url: str, allow_private: bool) -> None:
-    """Refuse a user-supplied endpoint on a private, loopback or otherwise non-public address."""
-    if allow_private:
-        return
-    parsed = _normalise_url(url)
-    host = parsed.host
-    try:
-        addresses = [ipaddress.ip_address(host)]
-    except ValueError:
-        try:
-            infos = await asyncio.get_running_loop().getaddrinfo(
-                host, parsed.port or 443, type=socket.SOCK_STREAM
-            )
-        except (OSError, UnicodeError) as exc:
-            raise RequestRefused(f"cannot resolve host {host!r}: {exc}") from exc
-        addresses = [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
-    for ip in addresses:
-        if is_blocked_address(ip):
-            raise RequestRefused(
-                f"refusing to call LLM endpoint host {host!r}: it resolves to {ip}, a private, loopback, "
-                "link-local or otherwise non-public address (an operator may set allow_private_addresses "
-                "to permit this)"
-            )
 
 
 # --- the call ---------------------------------------------------------------------------------------
@@ -260,7 +249,7 @@ async def llm_call(
             base_url=endpoint.base_url,
             timeout=endpoint.timeout,
             max_retries=0,  # the blocks retry as AutoGPT does, and count it
-            http_client=openai.DefaultAsyncHttpxClient(trust_env=False),
+            http_client=checked_async_client(endpoint.policy, timeout=endpoint.timeout),
         ) as client:
             completion = await client.chat.completions.create(**kwargs)
     except openai.APITimeoutError:
@@ -276,6 +265,10 @@ async def llm_call(
         ) from None
     except openai.APIConnectionError as exc:
         cause = exc.__cause__ or exc
+        if isinstance(cause, RequestRefused):  # the outbound policy's refusal: no retry can change it
+            raise LlmError(
+                endpoint.scrub(f"LLM endpoint {endpoint.base_url}: {cause}"), retryable=False
+            ) from None
         raise LlmError(
             endpoint.scrub(f"cannot reach LLM endpoint {endpoint.base_url}: {_error_text(cause)}")
         ) from None
@@ -343,11 +336,20 @@ class LlmBlock(Block):
     cacheable = True
     cache_requires_opt_in = True
 
+    async def _resolve(self, host: str, port: int) -> list[str]:
+        """Name resolution for the endpoint's host (tests replace it)."""
+        return await system_resolve(host, port)
+
+    def _is_blocked(self, ip: IPAddress) -> bool:
+        """The address rule of this block's policy (tests replace it, as they replace `_resolve`)."""
+        return is_blocked_address(ip)
+
     async def _endpoint(self, ctx: RunContext) -> LlmEndpoint:
         endpoint = resolve_endpoint(ctx)
-        if endpoint.from_credential:
-            await check_user_url(endpoint.base_url, bool(ctx.settings.get("allow_private_addresses")))
-        return endpoint
+        return dataclasses.replace(
+            endpoint,
+            policy=dataclasses.replace(endpoint.policy, resolve=self._resolve, is_blocked=self._is_blocked),
+        )
 
     async def _llm_call(
         self,
@@ -565,10 +567,6 @@ def _fake_answers(*texts: str) -> Any:
         return LlmResponse(response=text, raw_response={"role": "assistant", "content": text})
 
     return fake
-
-
-async def _public_resolve_ok(url: str, allow_private: bool) -> None:
-    return None
 
 
 # --- blocks -------------------------------------------------------------------------------------------

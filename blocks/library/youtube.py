@@ -32,7 +32,6 @@ import asyncio
 import json
 import os
 import re
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -42,12 +41,17 @@ from urllib.parse import parse_qs, urlparse
 import httpx
 from pydantic import Field
 
-from blocks.library.http import (
+from blocks.outbound import (
     PRIVATE_TEST_ADDRESS,
+    IPAddress,
+    OutboundPolicy,
     RequestRefused,
-    _normalise_url,
     fixed_resolve,
-    pin_to_checked_address,
+    is_blocked_address,
+    normalise_url,
+    origin_of,
+    pinned_adapter_class,
+    system_resolve,
 )
 from blocks.sdk import (
     Block,
@@ -148,11 +152,11 @@ class Route:
         """The URL to send a request for `url` to, and the Host header to send (None: the URL's).
         Only the YouTube origin (mapped onto the base URL) and the base URL's own origin are allowed."""
         parsed = httpx.URL(url)
-        origin = (parsed.scheme, parsed.host.lower(), parsed.port or _default_port(parsed.scheme))
+        origin = origin_of(parsed)
         prefix = self.base.raw_path.rstrip(b"/") if self.base.raw_path != b"/" else b""
         if origin == ("https", "www.youtube.com", 443):
             raw_path = prefix + parsed.raw_path
-        elif origin == _origin(self.base):
+        elif origin == origin_of(self.base):
             raw_path = parsed.raw_path
         else:
             raise RequestRefused(
@@ -162,14 +166,6 @@ class Route:
         sent = self.target.copy_with(raw_path=raw_path)
         host_header = self.base.netloc.decode("ascii") if sent.host != self.base.host else None
         return str(sent), host_header
-
-
-def _default_port(scheme: str) -> int:
-    return 443 if scheme == "https" else 80
-
-
-def _origin(url: httpx.URL) -> tuple[str, str, int]:
-    return (url.scheme, url.host.lower(), url.port or _default_port(url.scheme))
 
 
 def _origin_text(url: httpx.URL) -> str:
@@ -185,10 +181,9 @@ def build_session(route: Route) -> tuple[Any, Any]:
     address, TLS name, timeout), and its adapter; with a proxy it retries on HTTP 429 as the library's
     own adapters would."""
     from requests import Session
-    from requests.adapters import HTTPAdapter
     from urllib3 import Retry
 
-    class RoutedAdapter(HTTPAdapter):
+    class RoutedAdapter(pinned_adapter_class()):  # type: ignore[misc]
         def send(self, request: Any, stream: bool = False, timeout: Any = None, **kwargs: Any) -> Any:
             url, host_header = route.rewrite(request.url)
             sent = request.copy()
@@ -201,19 +196,10 @@ def build_session(route: Route) -> tuple[Any, Any]:
             response.url = request.url
             return response
 
-        def build_connection_pool_key_attributes(
-            self, request: Any, verify: Any, cert: Any = None
-        ) -> tuple[dict[str, Any], dict[str, Any]]:
-            host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
-            if route.sni and host_params.get("scheme") == "https":
-                pool_kwargs["server_hostname"] = route.sni
-                pool_kwargs["assert_hostname"] = route.sni
-            return host_params, pool_kwargs
-
     session = Session()
     session.trust_env = False  # no proxies or .netrc from the environment, as the other web blocks
     retries = Retry(total=10, status_forcelist=[429]) if route.proxy else 0
-    adapter = RoutedAdapter(max_retries=retries)
+    adapter = RoutedAdapter(route.sni, max_retries=retries)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     return session, adapter
@@ -329,24 +315,27 @@ class TranscribeYoutubeVideoBlock(Block):
         return os.environ.get(PROXY_URL_VAR) or DEFAULT_PROXY_URL
 
     async def _resolve(self, host: str, port: int) -> list[str]:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        return list(dict.fromkeys(str(info[4][0]) for info in infos))
+        return await system_resolve(host, port)
+
+    def _is_blocked(self, ip: IPAddress) -> bool:
+        """The address rule of this block's policy (tests replace it, as they replace `_resolve`)."""
+        return is_blocked_address(ip)
 
     def _fetch_transcript(self, video_id: str, route: Route) -> Any:
         return fetch_transcript(video_id, route)
 
     # --- logic -----------------------------------------------------------------------------------------
     async def _route(self, ctx: RunContext) -> Route:
-        allow_private = bool(ctx.settings.get("allow_private_addresses"))
-        base = _normalise_url(self._base_url())
+        policy = OutboundPolicy.for_settings(ctx.settings, self._resolve, self._is_blocked)
+        base = normalise_url(self._base_url())
         login = proxy_login(ctx.credentials.get("credentials"))
-        target, sni = await pin_to_checked_address(base, self._resolve, allow_private)
+        target, sni = await policy.pin(base)
         if login is None:
             return Route(base=base, target=target, sni=sni)
-        proxy = _normalise_url(self._proxy_url())
+        proxy = normalise_url(self._proxy_url())
         if proxy.scheme != "http":
             raise RequestRefused(f"{PROXY_URL_VAR} must be an http:// proxy URL, not {proxy.scheme}://")
-        pinned_proxy, _ = await pin_to_checked_address(proxy, self._resolve, allow_private)
+        pinned_proxy, _ = await policy.pin(proxy)
         # Through a proxy, the proxy resolves and connects to the base host: the request keeps its name.
         return Route(
             base=base,

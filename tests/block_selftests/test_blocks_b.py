@@ -15,7 +15,7 @@ import pytest
 
 import blocks
 from blocks.library.branching import ConditionBlock, IfInputMatchesBlock
-from blocks.library.http import OutgoingRequest, SendWebRequestBlock, is_blocked_address
+from blocks.library.http import OutgoingRequest, SendWebRequestBlock
 from blocks.library.text import (
     CombineTextsBlock,
     ExtractTextInformationBlock,
@@ -24,6 +24,7 @@ from blocks.library.text import (
 )
 from blocks.library.time_blocks import CountdownTimerBlock, GetCurrentDateAndTimeBlock, GetCurrentDateBlock
 from blocks.library.xml_parser import BILLION_LAUGHS, XMLParserBlock
+from blocks.outbound import is_blocked_address
 from blocks.sdk import Block, BlockSelfTest
 from blocks.testing import collect_outputs
 

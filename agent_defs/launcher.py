@@ -12,6 +12,7 @@ PreloadedRunLauncher}`; on Kubernetes the K8sRunLauncher replaces it.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -23,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from dagster import DagsterInstance, DagsterRun, DagsterRunStatus
+from dagster import DagsterInstance, DagsterRun, DagsterRunStatus, RunsFilter
 from dagster._core.events import JobFailureData, RunFailureReason
 from dagster._core.launcher import CheckRunHealthResult, LaunchRunContext, RunLauncher, WorkerStatus
 from dagster._serdes import ConfigurableClass, ConfigurableClassData, deserialize_value, serialize_value
@@ -31,10 +32,12 @@ from dagster._utils.error import serializable_error_info_from_exc_info
 
 from agent_defs.worker_process import PID_TAG, WorkerProcess
 
+log = logging.getLogger("agentflow.launcher")
 WORKER_PID_TAG = PID_TAG
 # How often the watcher of this launcher's workers takes in newly launched ones and re-checks a worker
 # whose forkserver died (its exit is then seen by process, not by the forkserver's report).
 WATCH_INTERVAL_SECONDS = 0.5
+UNFINISHED_WITH_WORKER = [DagsterRunStatus.STARTING, DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING]
 # Everything a run worker imports except the repository itself: importing agent_defs.definitions
 # lists the stored graphs, and a list taken when the forkserver started would miss every graph
 # stored since. Each worker builds that list afresh (cheap, with the preflight cache).
@@ -99,7 +102,7 @@ class _Watched:
 
 def _how_it_ended(exitcode: int | None) -> str:
     if exitcode is None:
-        return "its exit status is unknown"
+        return "exit status unknown"
     if exitcode < 0:
         try:
             return f"killed by {signal.Signals(-exitcode).name}"
@@ -115,6 +118,7 @@ class PreloadedRunLauncher(RunLauncher, ConfigurableClass):
         self._lock = threading.Lock()
         self._watched: dict[str, _Watched] = {}
         self._watcher: threading.Thread | None = None
+        self._adopted = False
         super().__init__()
 
     @property
@@ -143,6 +147,7 @@ class PreloadedRunLauncher(RunLauncher, ConfigurableClass):
         origin = run.job_code_origin
         if origin is None:
             raise ValueError(f"run {run.run_id} has no job code origin to load its job from")
+        self._adopt_once()
         worker = self._forkserver().Process(
             target=_execute,
             args=(serialize_value(origin), run.run_id, serialize_value(self._instance.get_ref())),
@@ -165,6 +170,25 @@ class PreloadedRunLauncher(RunLauncher, ConfigurableClass):
             if self._watcher is None:
                 self._watcher = threading.Thread(target=self._watch_workers, name="run-workers", daemon=True)
                 self._watcher.start()
+
+    def _adopt_once(self) -> None:
+        """The unfinished runs whose workers an earlier launcher process started (a daemon that died and
+        was restarted) are watched from the first launch on, by worker identity: one whose worker is
+        already gone (it died with that daemon) ends now rather than at the start timeout. A run with no
+        worker recorded may not be forked yet; the start timeout covers it."""
+        with self._lock:
+            if self._adopted:
+                return
+            self._adopted = True
+        try:
+            unfinished = self._instance.get_runs(RunsFilter(statuses=UNFINISHED_WITH_WORKER))
+        except Exception as exc:
+            log.warning("runs of an earlier launcher process not adopted: %s", exc)
+            return
+        for run in unfinished:
+            worker = WorkerProcess.from_tags(run.tags)
+            if worker is not None and run.run_id not in self._watched:
+                self._watch(_Watched(run.run_id, worker, process=None))
 
     def _watch_workers(self) -> None:
         while True:
@@ -193,7 +217,7 @@ class PreloadedRunLauncher(RunLauncher, ConfigurableClass):
                 try:
                     self._end_orphaned_run(w, exitcode)
                 except Exception as exc:  # run monitoring's start timeout remains the backstop
-                    print(f"agentflow launcher: could not end run {w.run_id}: {exc}", file=sys.stderr)
+                    log.warning("could not end run %s after its worker exited: %s", w.run_id, exc)
 
     def _end_orphaned_run(self, watched: _Watched, exitcode: int | None) -> None:
         run = self._instance.get_run_by_id(watched.run_id)

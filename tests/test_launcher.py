@@ -130,6 +130,27 @@ def test_a_worker_killed_while_its_run_is_starting_fails_the_run_at_once_and_fre
         daemon.wait_for_status(request_id, {DagsterRunStatus.SUCCESS}, timeout=90)
 
 
+def test_a_restarted_daemon_ends_at_once_a_starting_run_whose_worker_died_with_the_old_one(
+    daemon: DaemonPlatform,
+) -> None:
+    user = f"u-{uuid.uuid4().hex[:6]}"
+    with _gate(daemon.home.parent / "agents" / "zz_gate.json"):
+        orphan_id = daemon.enqueue(f"orphan-{uuid.uuid4().hex[:8]}", COUNT_ID, user, limit=1)
+        orphan = _starting_with_worker(daemon, orphan_id)
+        worker = daemon.worker(orphan)
+        assert worker is not None
+        daemon.kill_daemon()  # its process group: the forkserver and the worker die with it
+        daemon.wait_for(f"{worker.describe()} gone", lambda: not worker.is_alive(), timeout=30)
+    daemon.start_daemon()  # (its code server, too, would wait at the gate)
+    # The new daemon's first launch adopts the runs of the old one's workers.
+    nudge = daemon.enqueue(f"nudge-{uuid.uuid4().hex[:8]}", COUNT_ID, user, limit=1)
+    failed = daemon.wait_for_status(orphan_id, {DagsterRunStatus.FAILURE}, timeout=90)
+    messages = daemon.messages(failed.run_id)
+    assert f"Run worker {worker.pid} exited (exit status unknown) while the run was STARTING" in messages
+    assert "to start" not in messages  # not the start timeout
+    daemon.wait_for_status(nudge, {DagsterRunStatus.SUCCESS}, timeout=90)
+
+
 def test_a_run_whose_job_no_longer_loads_fails_with_the_reason_instead_of_staying_starting(
     daemon: DaemonPlatform,
 ) -> None:

@@ -37,6 +37,7 @@ WORKER_PID_TAG = PID_TAG
 # How often the watcher of this launcher's workers takes in newly launched ones and re-checks a worker
 # whose forkserver died (its exit is then seen by process, not by the forkserver's report).
 WATCH_INTERVAL_SECONDS = 0.5
+MAX_REASON_CHARS = 500  # of an error quoted in a run's failure message (the whole error is attached)
 UNFINISHED_WITH_WORKER = [DagsterRunStatus.STARTING, DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING]
 # Everything a run worker imports except the repository itself: importing agent_defs.definitions
 # lists the stored graphs, and a list taken when the forkserver started would miss every graph
@@ -66,11 +67,12 @@ def _execute(serialized_origin: str, run_id: str, serialized_ref: str) -> None:
         try:
             recon_job = recon_job_from_origin(deserialize_value(serialized_origin))
             recon_job.get_definition()  # loads the code location and builds the job: errors show here
-        except Exception:
+        except Exception as exc:
             # Failed here, with the reason, rather than left STARTING by a worker that exits.
+            reason = f"{type(exc).__name__}: {exc}"
             instance.report_run_failed(
                 run,
-                f"Run worker {os.getpid()} could not load job {run.job_name}.",
+                f"Run worker {os.getpid()} could not load job {run.job_name}: {reason[:MAX_REASON_CHARS]}",
                 JobFailureData(
                     error=serializable_error_info_from_exc_info(sys.exc_info()),
                     failure_reason=RunFailureReason.JOB_INITIALIZATION_FAILURE,

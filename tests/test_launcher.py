@@ -160,7 +160,8 @@ def test_a_run_whose_job_no_longer_loads_fails_with_the_reason_instead_of_stayin
     second = daemon.enqueue(f"second-{uuid.uuid4().hex[:8]}", DOOMED_ID, "doomed", limit=1)
     run = daemon.wait_for_status(second, {DagsterRunStatus.FAILURE}, timeout=30)
     messages = daemon.messages(run.run_id)
-    assert "could not load job Count_to_N_doomed_v1" in messages
+    assert "could not load job Count_to_N_doomed_v1: " in messages, messages
+    assert "Could not find job 'Count_to_N_doomed_v1'" in messages  # the reason, not only the fact
 
 
 # --- which process is the worker -------------------------------------------------------------------

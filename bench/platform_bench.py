@@ -1,5 +1,6 @@
 """Request queue figures with a real dagster-daemon: enqueue -> run start latency (median of 20), and
-sustained runs per second for 20 one-node requests with a global limit of 4; memory per run worker.
+sustained runs per second for 20 one-node requests with a global limit of 4 (and how long those runs
+took from STARTING to STARTED); memory per run worker.
 
 Run: .venv/bin/python -m bench.platform_bench [--postgres URL]
 Needs Redis at 127.0.0.1:6379 (and PostgreSQL for --postgres). Prints figures; asserts no timings.
@@ -172,6 +173,18 @@ def main() -> None:
                 print(
                     f"20 one-node requests, global limit 4: all finished {elapsed:.1f} s after the first enqueue "
                     f"= {20 / elapsed:.2f} runs per second"
+                )
+                # What run_monitoring.start_timeout_seconds must allow: launch (STARTING) -> the worker's
+                # first event (STARTED), with 4 runs starting at once.
+                starts = []
+                for record in instance.get_run_records(RunsFilter(tags={"agentflow/request_id": burst})):
+                    stats = instance.get_run_stats(record.dagster_run.run_id)
+                    if stats.launch_time and stats.start_time:
+                        starts.append(stats.start_time - stats.launch_time)
+                starts.sort()
+                print(
+                    f"STARTING -> STARTED over the {len(starts)} burst runs: median "
+                    f"{statistics.median(starts):.2f} s, max {starts[-1]:.2f} s"
                 )
         finally:
             sampler.stopped.set()

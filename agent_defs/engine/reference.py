@@ -280,26 +280,6 @@ class RunControl:
 _SIZE_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
 
 
-def _secret_parts(secret: str) -> list[str]:
-    """The secret, and each string inside it when it is a JSON object (e.g. a host-scoped credential's
-    headers): the block sends the parts, so those are what may come back in a response."""
-    parts = [secret]
-    try:
-        decoded = orjson.loads(secret)
-    except orjson.JSONDecodeError:
-        return parts
-    stack = [decoded]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            parts.append(item)
-        elif isinstance(item, dict):
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return parts
-
-
 def _size(value: Any) -> int:
     """Bytes of the value as JSON (AutoGPT's input_size / output_size)."""
     try:
@@ -913,8 +893,7 @@ class _Run:
                     f"credential {credential_id} is for {credential.provider}, "
                     f"but pin {field_spec.input_name!r} needs {field_spec.provider}"
                 )
-            for part in _secret_parts(credential.secret.get_secret_value()):
-                redactor.add(part)
+            redactor.add_credential(credential.secret)
             resolved[field_spec.input_name] = credential
         return resolved
 

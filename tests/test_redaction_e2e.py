@@ -183,14 +183,15 @@ def test_echoed_parts_of_a_credential_appear_nowhere(
     with DagsterInstance.from_config(str(home)) as instance:
         event_log = "\n".join(serialize_value(record) for record in instance.all_logs(summary["run_id"]))
     files = [p for p in home.rglob("*") if p.is_file() and p.suffix in (".err", ".out", ".log", ".txt")]
+    json_logs = run.stderr + "".join(p.read_text(errors="replace") for p in files)
     searched = {
         "agentflow run output": run.stdout,
-        "JSON logs (stderr and compute logs)": run.stderr + "".join(p.read_text(errors="replace") for p in files),
+        "JSON logs (stderr and compute logs)": json_logs,
         "Dagster event log": event_log,
         "live events": "\n".join(events),
     }
     assert "invalid regex pattern" in event_log, "the errors were really recorded"
-    assert '"logger": "agentflow.node"' in searched["JSON logs (stderr and compute logs)"]
+    assert '"logger": "agentflow.node"' in json_logs
     assert any("invalid regex pattern" in e for e in events)
     for where, text in searched.items():
         for form, secret in _forms().items():

@@ -22,13 +22,15 @@ import redis
 from cryptography.fernet import Fernet
 from dagster import DagsterInstance
 from dagster._serdes import serialize_value
-from support_servers import RecordingServer, StandInHandler
+from support_servers import RecordingServer, ScriptedLLMServer, StandInHandler
 
+from agent_defs.engine import ReferenceEngine, RunOptions
 from agent_defs.graph.builder import GraphBuilder
 from agent_defs.paths import project_root
 from bench.graphs import export
 from blocks.library.http import SendAuthenticatedWebRequestBlock
 from blocks.library.io import AgentInputBlock, AgentOutputBlock
+from blocks.library.llm import AITextGeneratorBlock
 from blocks.library.text import MatchTextPatternBlock
 
 BIN = Path(sys.executable).parent
@@ -196,3 +198,23 @@ def test_echoed_parts_of_a_credential_appear_nowhere(
     for where, text in searched.items():
         for form, secret in _forms().items():
             assert secret not in text, f"the {form} leaked into the {where}"
+
+
+def test_an_operator_key_from_the_environment_echoed_back_is_redacted(
+    llm_server: ScriptedLLMServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A node without a credential reference uses the operator's key (AGENTFLOW_LLM_API_KEY): a
+    server that echoes it, bare, gets it masked as a resolved credential would be."""
+    operator_key = f"sk-operator-{uuid.uuid4().hex[:12]}"
+    monkeypatch.setenv("AGENTFLOW_LLM_BASE_URL", llm_server.base_url)
+    monkeypatch.setenv("AGENTFLOW_LLM_API_KEY", operator_key)
+    monkeypatch.setenv("AGENTFLOW_ALLOW_PRIVATE_ADDRESSES", "1")
+    llm_server.reset()
+    llm_server.script("echo my key", {"content": f"you sent key {operator_key}"})
+    b = GraphBuilder("Operator key echoed")
+    ask = b.node(AITextGeneratorBlock, node_id="ask", prompt="echo my key")
+    out = b.node(AgentOutputBlock, node_id="out", name="answer")
+    b.link(ask, "response", out, "value")
+    result = ReferenceEngine().run_sync(b.build(), {}, RunOptions(settings={"allow_private_addresses": True}))
+    assert llm_server.requests[0]["headers"]["authorization"] == f"Bearer {operator_key}"
+    assert result.outputs["answer"] == ["you sent key ***"]

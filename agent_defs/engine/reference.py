@@ -12,6 +12,7 @@ SmartDecisionMaker does with its feedback pins (AutoGPT's get_missing_links/get_
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import time
 from collections import deque
@@ -880,6 +881,9 @@ class _Run:
             credential_id = ref.get("id") if isinstance(ref, Mapping) else getattr(ref, "id", None)
             if not credential_id:
                 if field_spec.optional:
+                    # The block falls back to the operator's secret: it is a credential value too.
+                    if field_spec.env_fallback:
+                        redactor.add_credential(os.environ.get(field_spec.env_fallback, ""))
                     continue
                 raise ValueError(
                     f"pin {field_spec.input_name!r} needs a {field_spec.provider} credential reference "

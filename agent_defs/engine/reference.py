@@ -28,6 +28,7 @@ from agent_defs.engine import dynamic_pins
 from agent_defs.engine.costs import Pricing, block_usage_cost, matching_cost
 from agent_defs.graph.model import Graph, Link, Node
 from agent_defs.graph.validation import sub_graph_of
+from agent_defs.logs import bind_redactor
 from agent_defs.resilience.policy import (
     BreakerService,
     NodeGuard,
@@ -721,6 +722,7 @@ class _Run:
         redactor = Redactor() if block.credentials else None
         try:
             if redactor is not None:
+                bind_redactor(redactor)  # what the block or its libraries log (this task is this node's)
                 ctx.credentials = self._resolve_credentials(block, model, redactor)
             if plan.guard is not None:
                 await self._run_guarded(plan, plan.guard, ex, model, data, ctx, redactor)

@@ -2,8 +2,9 @@
 
 AutoGPT's TextFormatter caps (`**` operands, sequence repetition, range()) plus limits on what a
 template can make the process do: every loop iteration and every call (function, method, macro,
-filter; a macro call counts CALL_STEPS) is a step of the render's `RenderBudget`, which stops the render with `TemplateLimitError`
-once it has taken MAX_STEPS steps, passed its deadline or been cancelled; calls nest at most
+filter; a macro call counts CALL_STEPS) is a step of the render's `RenderBudget`, which stops the
+render with `TemplateLimitError` once it has taken MAX_STEPS steps, passed its deadline or been
+cancelled; calls nest at most
 MAX_CALL_DEPTH deep (recursive macros); a string the template builds (filters, methods, `~`, `+`,
 `%`, the output itself) holds at most MAX_OUTPUT_CHARS characters, a list or dict it builds at most
 MAX_ITEMS items; widths and counts that would build more (`center(10**9)`, `'%999999999d'`,
@@ -11,13 +12,14 @@ MAX_ITEMS items; widths and counts that would build more (`center(10**9)`, `'%99
 
 What this guarantees: a render stops itself at its first step after the deadline or a cancel.
 Between two steps runs at most one template expression on values within those caps, so the delay is
-bounded, not zero (e.g. sorting a large list given as input). No Dagster, no threads here.
+bounded, not zero (e.g. sorting a large list given as input). No Dagster; starts no thread.
 """
 
 from __future__ import annotations
 
 import functools
 import re
+import string
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sized
@@ -99,15 +101,36 @@ def check_size(value: Any, what: str) -> Any:
 
 def _check_width(value: Any, what: str) -> None:
     if isinstance(value, int) and not isinstance(value, bool) and value > MAX_OUTPUT_CHARS:
-        raise TemplateLimitError(f"{what} {value:,} is over the text limit ({MAX_OUTPUT_CHARS:,} characters)")
+        shown = f"{value:,}" if value.bit_length() < 64 else "a number that large"
+        raise TemplateLimitError(f"{what} {shown} is over the text limit ({MAX_OUTPUT_CHARS:,} characters)")
 
 
-def _check_format_string(text: Any, what: str) -> None:
+_WIDTH_DIGITS = len(str(MAX_OUTPUT_CHARS))
+
+
+# A printf conversion: its width and precision are groups 1 and 2.
+_PRINTF_SPEC = re.compile(r"%(?:\([^)]*\))?[#0\- +]*(\d*|\*)(?:\.(\d*|\*))?[hlL]?[a-zA-Z%]")
+
+
+def _format_specs(text: str, printf: bool) -> Iterable[str]:
+    """The parts of a format string that say how wide a field is: '%9.2f' or '{:>9}'."""
+    if printf:
+        for match in _PRINTF_SPEC.finditer(text):
+            yield from (group for group in match.groups() if group)
+        return
+    try:
+        yield from (spec for _, _, spec, _ in string.Formatter().parse(text) if spec)
+    except ValueError:
+        return  # malformed: the format call itself says so
+
+
+def _check_format_string(text: Any, what: str, printf: bool) -> None:
     """Widths and precisions written into a format string ('%999999999d', '{:>999999999}')."""
     if isinstance(text, str):
-        for digits in _DIGITS.findall(text):
-            if len(digits) > 7:
-                _check_width(int(digits), f"{what}: a width or precision of")
+        for spec in _format_specs(text, printf):
+            for digits in _DIGITS.findall(spec):
+                if len(digits) >= _WIDTH_DIGITS:  # int() of thousands of digits would itself fail
+                    _check_width(int(digits[:20]), f"{what}: a width or precision of")
 
 
 def _length(value: Any) -> int:
@@ -115,16 +138,26 @@ def _length(value: Any) -> int:
 
 
 # Methods and filters whose int arguments are output widths: refused above the text limit.
-_WIDTH_TAKERS = frozenset({"center", "ljust", "rjust", "zfill", "format", "format_map"})
+_WIDTH_TAKERS = frozenset({"center", "ljust", "rjust", "zfill"})
+
+
+def _takes_widths_from_arguments(text: Any, printf: bool) -> bool:
+    """Whether a format string reads a width from its arguments ('%*d', '{:{}}')."""
+    marker = "*" if printf else "{"
+    return isinstance(text, str) and any(marker in spec for spec in _format_specs(text, printf))
 
 
 def _check_growth(name: str, value: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     """Refuse, before they run, the string operations whose result would exceed the text limit."""
     if name in _WIDTH_TAKERS:
-        mapping = args[0] if name == "format_map" and args and isinstance(args[0], dict) else {}
-        for arg in (*args, *kwargs.values(), *mapping.values()):
+        for arg in (*args, *kwargs.values()):
             _check_width(arg, f"{name}(): a width of")
-        _check_format_string(value, name)
+    elif name in ("format", "format_map") and isinstance(value, str):
+        _check_format_string(value, name, printf=False)
+        if _takes_widths_from_arguments(value, printf=False):
+            mapping = args[0] if name == "format_map" and args and isinstance(args[0], dict) else {}
+            for arg in (*args, *kwargs.values(), *mapping.values()):
+                _check_width(arg, f"{name}(): a width of")
     elif name == "replace" and len(args) >= 2 and isinstance(value, str):
         old, new = str(args[0]), str(args[1])
         count = len(value) + 1 if old == "" else value.count(old)
@@ -151,7 +184,7 @@ def check_size_estimate(size: int, what: str) -> None:
 
 def _format_filter(value: Any, format_string: str | None = None) -> Any:
     """AutoGPT's `format` filter: printf-style number formatting, e.g. {{ x | format('%.2f') }}."""
-    _check_format_string(format_string, "format")
+    _check_format_string(format_string, "format", printf=True)
     return format_string % float(value) if format_string else value
 
 
@@ -255,9 +288,10 @@ class RestrictedEnvironment(SandboxedEnvironment):
             ):
                 raise TemplateLimitError(f"a product of more than {MAX_INT_BITS:,} bits")
         elif operator == "%" and isinstance(left, str):
-            _check_format_string(left, "%")
-            for arg in right if isinstance(right, tuple) else (right,):
-                _check_width(arg, "% formatting: argument")
+            _check_format_string(left, "%", printf=True)
+            if _takes_widths_from_arguments(left, printf=True):
+                for arg in right if isinstance(right, tuple) else (right,):
+                    _check_width(arg, "% formatting: a width of")
         return check_size(super().call_binop(context, operator, left, right), f"the result of `{operator}`")
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:

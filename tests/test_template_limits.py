@@ -37,6 +37,7 @@ ATTACKS = {
     "format width": ("{{ '{:>999999999}'.format(1) }}", "width or precision of 999,999,999"),
     "format width argument": ("{{ '{:>{}}'.format(1, 10**9) }}", "width of 1,000,000,000"),
     "printf width": ("{{ '%999999999d' % 1 }}", "width or precision of 999,999,999"),
+    "printf width argument": ("{{ '%*d' % (10**9, 1) }}", "a width of 1,000,000,000"),
     "format filter width": ("{{ 1|format('%999999999d') }}", "width or precision of 999,999,999"),
     "~ doubling": (
         "{% set a = 'xxxxxxxxxxxxxxxx' %}" + "{% set a = a ~ a ~ a ~ a %}" * 16 + "{{ a|length }}",
@@ -87,6 +88,11 @@ def test_agent_output_fails_on_a_runaway_format_and_ordinary_templates_still_ren
         },
     )
     assert listed == [("output", "1a2b")]
+    # Large numbers that are not widths are formatted as before.
+    numbers = "{{ 'id %d' % n }} {{ 'id {}'.format(n) }} {{ 'Order 123456789012: {}'.format(1) }}"
+    assert run_block(FILL, {"values": {"n": 12345678901}, "format": numbers}) == [
+        ("output", "id 12345678901 id 12345678901 Order 123456789012: 1")
+    ]
 
 
 def _slow_template_graph(timeout_seconds: float) -> GraphBuilder:

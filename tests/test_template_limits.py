@@ -54,6 +54,14 @@ ATTACKS = {
         "a product of more than 100,000 bits",
     ),
     "slice into parts": ("{{ [1]|slice(10**9)|list }}", "slice() into 1,000,000,000 parts"),
+    "macro output size": (
+        "{% macro m() %}{% for i in range(10000) %}{{ big }}{% endfor %}{% endmacro %}{{ m()|length }}",
+        "a macro's or block's rendered text would be 50,000,000 characters",
+    ),
+    "set block size": (
+        "{% set x %}{% for i in range(10000) %}{{ big }}{% endfor %}{% endset %}{{ x|length }}",
+        "a macro's or block's rendered text would be 50,000,000 characters",
+    ),
     "output size": (
         "{% for i in range(10000) %}{{ big }}{% endfor %}",
         "the rendered text is over 10,000,000 characters",

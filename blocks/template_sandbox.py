@@ -177,6 +177,27 @@ def _check_growth(name: str, value: Any, args: tuple[Any, ...], kwargs: dict[str
         raise TemplateLimitError(f"{name}() into {args[0]:,} parts (max {MAX_ITEMS:,})")
 
 
+def estimated_chars(value: Any) -> int:
+    """About how many characters `str(value)` would be, without building it; stops counting once
+    over the text limit (and after 2 * MAX_ITEMS values, so a list holding itself ends too)."""
+    total, visited, stack = 0, 0, [value]
+    while stack and total <= MAX_OUTPUT_CHARS and visited < 2 * MAX_ITEMS:
+        item = stack.pop()
+        visited += 1
+        if isinstance(item, str | bytes):
+            total += len(item)
+        elif isinstance(item, dict):
+            total += 4 * len(item)
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple | set | frozenset):
+            total += 2 * len(item)
+            stack.extend(item)
+        else:
+            total += 8
+    return total
+
+
 def check_size_estimate(size: int, what: str) -> None:
     if size > MAX_OUTPUT_CHARS:
         raise TemplateLimitError(f"{what} would be {size:,} characters (max {MAX_OUTPUT_CHARS:,})")
@@ -223,12 +244,21 @@ _ITER_FILTER = "_checked_iter"
 
 
 class _BudgetCodeGenerator(CodeGenerator):
-    """Every `~` goes through `environment.checked_concat`: concatenation is size-checked."""
+    """Every `~` goes through `environment.checked_concat`: its parts are sized before the join."""
 
     def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
-        self.write("environment.checked_concat(")
-        super().visit_Concat(node, frame)
-        self.write(")")
+        # CodeGenerator.visit_Concat, with the parts sized before they are joined.
+        if frame.eval_ctx.volatile:
+            join = "(markup_join if context.eval_ctx.volatile else str_join)"
+        elif frame.eval_ctx.autoescape:
+            join = "markup_join"
+        else:
+            join = "str_join"
+        self.write(f"environment.checked_concat({join}, (")
+        for arg in node.nodes:
+            self.visit(arg, frame)
+            self.write(", ")
+        self.write("))")
 
 
 class RestrictedEnvironment(SandboxedEnvironment):
@@ -238,7 +268,7 @@ class RestrictedEnvironment(SandboxedEnvironment):
     intercepted_binops = frozenset({"**", "*", "+", "%"})
 
     def __init__(self, autoescape: bool) -> None:
-        super().__init__(loader=BaseLoader(), autoescape=autoescape)
+        super().__init__(loader=BaseLoader(), autoescape=autoescape, finalize=self.finalize_output)
         self.globals.clear()
         self.globals["range"] = _safe_range
         for name in ("pprint", "tojson", "urlize", "xmlattr"):
@@ -271,8 +301,17 @@ class RestrictedEnvironment(SandboxedEnvironment):
         return "".join(parts)
 
     @staticmethod
-    def checked_concat(text: Any) -> Any:
-        return check_size(text, "a `~` concatenation")
+    def checked_concat(join: Callable[[Iterable[Any]], str], parts: tuple[Any, ...]) -> str:
+        check_size_estimate(sum(estimated_chars(part) for part in parts), "a `~` concatenation")
+        return check_size(join(parts), "a `~` concatenation")
+
+    @staticmethod
+    def finalize_output(value: Any) -> Any:
+        """Every `{{ ... }}` value, before it becomes text: sized first (a list of a thousand
+        references to one large value is small, its text is not)."""
+        if not isinstance(value, str):
+            check_size_estimate(estimated_chars(value), "a `{{ ... }}` value's text")
+        return value
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         current_budget().step()
@@ -288,6 +327,8 @@ class RestrictedEnvironment(SandboxedEnvironment):
                     and len(seq) * count > MAX_SEQUENCE_REPEAT
                 ):
                     raise OverflowError(f"Sequence repeat too large (max {MAX_SEQUENCE_REPEAT} items)")
+                if isinstance(seq, str | list | tuple) and isinstance(count, int) and count > 0:
+                    check_size_estimate(estimated_chars(seq) * count, f"a repetition of {count:,}")
             if (
                 isinstance(left, int)
                 and isinstance(right, int)

@@ -62,6 +62,11 @@ ATTACKS = {
         "{% set x %}{% for i in range(10000) %}{{ big }}{% endfor %}{% endset %}{{ x|length }}",
         "a macro's or block's rendered text would be 50,000,000 characters",
     ),
+    "repeated references": ("{{ [big] * 5000 }}", "a repetition of 5,000 would be 25,010,000 characters"),
+    "printed list of references": (
+        "{% set l = [] %}{% for i in range(3000) %}{{ l.append(big) or '' }}{% endfor %}{{ l }}",
+        "a `{{ ... }}` value's text would be",
+    ),
     "output size": (
         "{% for i in range(10000) %}{{ big }}{% endfor %}",
         "the rendered text is over 10,000,000 characters",

@@ -147,8 +147,20 @@ def _takes_widths_from_arguments(text: Any, printf: bool) -> bool:
     return isinstance(text, str) and any(marker in spec for spec in _format_specs(text, printf))
 
 
-def _check_growth(name: str, value: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-    """Refuse, before they run, the string operations whose result would exceed the text limit."""
+# Filters that turn their whole value into text: its text is estimated before they run.
+_TEXT_FILTERS = frozenset(
+    {"string", "e", "escape", "forceescape", "safe", "urlencode", "striptags", "title", "upper", "lower"}
+    | {"capitalize", "trim", "wordwrap", "indent", "center", "replace", "truncate", "wordcount"}
+)
+
+
+def _check_growth(
+    name: str, value: Any, args: tuple[Any, ...], kwargs: dict[str, Any], method: bool = True
+) -> None:
+    """Refuse, before they run, the string operations whose result would exceed the text limit
+    (`value` is the method's object, or the filter's input when not `method`)."""
+    if not method and name in _TEXT_FILTERS and not isinstance(value, str):
+        check_size_estimate(estimated_chars(value), f"the text of the {name} filter's input")
     if name in _WIDTH_TAKERS:
         for arg in (*args, *kwargs.values()):
             _check_width(arg, f"{name}(): a width of")
@@ -162,10 +174,10 @@ def _check_growth(name: str, value: Any, args: tuple[Any, ...], kwargs: dict[str
         old, new = str(args[0]), str(args[1])
         count = len(value) + 1 if old == "" else value.count(old)
         check_size_estimate(len(value) + count * max(len(new) - len(old), 0), f"{name}()")
-    elif name == "join" and args and isinstance(args[0], str):  # the join filter: (items, separator)
-        check_size_estimate(_length(value) * len(args[0]), f"{name}()")
-    elif name == "join" and isinstance(value, str) and args:  # str.join: separator.join(items)
-        check_size_estimate(_length(args[0]) * len(value), f"{name}()")
+    elif name == "join":  # the filter: items|join(separator); the method: separator.join(items)
+        items, separator = (args[0] if args else (), value) if method else (value, args[0] if args else "")
+        joined = estimated_chars(items) + _length(items) * len(str(separator))
+        check_size_estimate(joined, f"{name}()")
     elif name == "indent" and isinstance(value, str):
         width = args[0] if args else kwargs.get("width", 4)
         per_line = len(width) if isinstance(width, str) else width if isinstance(width, int) else 0
@@ -225,7 +237,7 @@ def _checked_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
     def checked(*args: Any, **kwargs: Any) -> Any:
         current_budget().step()
         value, rest = (args[skip], args[skip + 1 :]) if len(args) > skip else (None, ())
-        _check_growth(name, value, rest, kwargs)
+        _check_growth(name, value, rest, kwargs, method=False)
         return check_size(func(*args, **kwargs), f"the {name} filter's result")
 
     return checked

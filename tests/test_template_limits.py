@@ -44,7 +44,7 @@ ATTACKS = {
         "a `~` concatenation would be 16,777,216 characters",
     ),
     "replace growth": ("{{ ('x' * 10000)|replace('x', 'y' * 10000) }}", "replace() would be 100,000,000"),
-    "join growth": ("{{ range(10000)|join('x' * 10000) }}", "join() would be 100,000,000"),
+    "join growth": ("{{ range(10000)|join('x' * 10000) }}", "join() would be 100,000,008"),
     "list doubling": (
         "{% set l = [1] %}{% for i in range(40) %}{{ l.extend(l) }}{% endfor %}",
         "the list grown by extend() would hold 1,048,576 items",
@@ -66,6 +66,10 @@ ATTACKS = {
     "printed list of references": (
         "{% set l = [] %}{% for i in range(3000) %}{{ l.append(big) or '' }}{% endfor %}{{ l }}",
         "a `{{ ... }}` value's text would be",
+    ),
+    "joined references": (
+        "{% set l = [] %}{% for i in range(3000) %}{{ l.append(big) or '' }}{% endfor %}{{ l|join }}",
+        "join() would be 15,000,000 characters",
     ),
     "output size": (
         "{% for i in range(10000) %}{{ big }}{% endfor %}",

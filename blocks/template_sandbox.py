@@ -212,7 +212,7 @@ def estimated_chars(value: Any) -> int:
 
 def check_size_estimate(size: int, what: str) -> None:
     if size > MAX_OUTPUT_CHARS:
-        raise TemplateLimitError(f"{what} would be {size:,} characters (max {MAX_OUTPUT_CHARS:,})")
+        raise TemplateLimitError(f"{what} would be at least {size:,} characters (max {MAX_OUTPUT_CHARS:,})")
 
 
 def _format_filter(value: Any, format_string: str | None = None) -> Any:

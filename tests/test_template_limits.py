@@ -41,10 +41,13 @@ ATTACKS = {
     "format filter width": ("{{ 1|format('%999999999d') }}", "width or precision of 999,999,999"),
     "~ doubling": (
         "{% set a = 'xxxxxxxxxxxxxxxx' %}" + "{% set a = a ~ a ~ a ~ a %}" * 16 + "{{ a|length }}",
-        "a `~` concatenation would be 16,777,216 characters",
+        "a `~` concatenation would be at least 16,777,216 characters",
     ),
-    "replace growth": ("{{ ('x' * 10000)|replace('x', 'y' * 10000) }}", "replace() would be 100,000,000"),
-    "join growth": ("{{ range(10000)|join('x' * 10000) }}", "join() would be 100,000,008"),
+    "replace growth": (
+        "{{ ('x' * 10000)|replace('x', 'y' * 10000) }}",
+        "replace() would be at least 100,000,000",
+    ),
+    "join growth": ("{{ range(10000)|join('x' * 10000) }}", "join() would be at least 100,000,008"),
     "list doubling": (
         "{% set l = [1] %}{% for i in range(40) %}{{ l.extend(l) }}{% endfor %}",
         "the list grown by extend() would hold 1,048,576 items",
@@ -56,20 +59,23 @@ ATTACKS = {
     "slice into parts": ("{{ [1]|slice(10**9)|list }}", "slice() into 1,000,000,000 parts"),
     "macro output size": (
         "{% macro m() %}{% for i in range(10000) %}{{ big }}{% endfor %}{% endmacro %}{{ m()|length }}",
-        "a macro's or block's rendered text would be 50,000,000 characters",
+        "a macro's or block's rendered text would be at least 50,000,000 characters",
     ),
     "set block size": (
         "{% set x %}{% for i in range(10000) %}{{ big }}{% endfor %}{% endset %}{{ x|length }}",
-        "a macro's or block's rendered text would be 50,000,000 characters",
+        "a macro's or block's rendered text would be at least 50,000,000 characters",
     ),
-    "repeated references": ("{{ [big] * 5000 }}", "a repetition of 5,000 would be 25,010,000 characters"),
+    "repeated references": (
+        "{{ [big] * 5000 }}",
+        "a repetition of 5,000 would be at least 25,010,000 characters",
+    ),
     "printed list of references": (
         "{% set l = [] %}{% for i in range(3000) %}{{ l.append(big) or '' }}{% endfor %}{{ l }}",
         "a `{{ ... }}` value's text would be",
     ),
     "joined references": (
         "{% set l = [] %}{% for i in range(3000) %}{{ l.append(big) or '' }}{% endfor %}{{ l|join }}",
-        "join() would be 15,000,000 characters",
+        "join() would be at least 10,001,000 characters",
     ),
     "output size": (
         "{% for i in range(10000) %}{{ big }}{% endfor %}",

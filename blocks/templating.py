@@ -17,13 +17,8 @@ from typing import Any
 from jinja2 import Template, TemplateError, nodes
 from jinja2.sandbox import SecurityError
 
-from blocks.template_sandbox import (
-    MAX_OUTPUT_CHARS,
-    RenderBudget,
-    RestrictedEnvironment,
-    TemplateLimitError,
-    use_budget,
-)
+from blocks.template_limits import MAX_OUTPUT_CHARS, RenderBudget, TemplateLimitError, use_budget
+from blocks.template_sandbox import RestrictedEnvironment
 
 
 class TemplateStopped(ValueError):

@@ -43,3 +43,4 @@ test: install services browser lint
 bench: install
 	$(PY) -m bench.engine_bench
 	$(PY) -m bench.dagster_bench
+	$(PY) -m bench.template_bench

@@ -63,6 +63,13 @@ def log_context(**ids: Any) -> Iterator[None]:
         _context.reset(token)
 
 
+def bind_redactor(scrub: Redactor) -> None:
+    """Apply `scrub` to every line logged from now on in the current asyncio task (or thread), as
+    `log_context(redactor=...)` does, without a `with` block: for a task that ends with its work,
+    such as the engine's task of one node execution."""
+    _context.set({**(_context.get() or {}), "redactor": scrub})
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line; see the module docstring."""
 

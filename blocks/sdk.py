@@ -142,6 +142,9 @@ class CredentialsField:
     # The block can run without one (e.g. it falls back to operator-configured settings): a node
     # with no reference then runs with no credential instead of failing.
     optional: bool = False
+    # The environment variable holding the operator's secret such a node uses instead: the engine
+    # redacts it from the node's outputs and errors as it does a resolved credential.
+    env_fallback: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,8 @@ Redactor."""
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import subprocess
 import sys
@@ -219,6 +221,29 @@ def test_redactor() -> None:
     }
     assert data["error"] == "401 for sk-abcdef"  # a copy: the input is left as it was
     assert "sk-" not in repr(redactor)
+
+
+def test_a_credential_is_redacted_by_its_parts_and_their_encodings() -> None:
+    redactor = Redactor()
+    headers = {"Authorization": "Bearer tok/en+value=", "X-Api-Key": 'k"ey\\one', "Retries": "3"}
+    redactor.add_credential(SecretStr(json.dumps(headers)))
+    redactor.add_credential(json.dumps({"username": "robot", "password": "hunter22"}))
+    redactor.add_credential("operator:s3cret-pw")
+    echoed = [
+        "tok/en+value=",  # the token without its scheme
+        "tok%2Fen%2Bvalue%3D",  # URL-encoded
+        'k"ey\\one',  # a JSON field
+        '{"k": "k\\"ey\\\\one"}',  # ...JSON-escaped inside a JSON text
+        "k&quot;ey\\one",  # ...HTML-escaped
+        base64.b64encode(b"robot:hunter22").decode(),  # Basic auth of a JSON login
+        "hunter22",
+        base64.b64encode(b"operator:s3cret-pw").decode(),  # Basic auth of a "user:password" value
+        "s3cret-pw",
+    ]
+    for text in echoed:
+        assert redactor.redact(f"<{text}>") in ("<***>", '<{"k": "***"}>'), text
+    # Parts shorter than 6 characters are ordinary words: "3" and the login "robot" stay.
+    assert redactor.redact("robot retried 3 times") == "robot retried 3 times"
 
 
 # --- the CLI -----------------------------------------------------------------------------------------

@@ -5,17 +5,20 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 from dagster import DagsterInstance
 
 from agent_defs.credentials.redaction import Redactor
+from agent_defs.engine import ReferenceEngine, RunOptions
 from agent_defs.graph.builder import GraphBuilder
 from agent_defs.jobs.compiler import compile_graph
 from agent_defs.logs import NODE_LOGGER, configure_json_logging, log_context, redactor
+from blocks import REGISTRY, Block, BlockInput, BlockOutput, BlockRegistry, CredentialsField, RunContext
 from blocks.library.io import AgentOutputBlock
 from blocks.library.maths import CalculatorBlock
 from blocks.library.xml_parser import XMLParserBlock
@@ -133,3 +136,41 @@ def test_compiled_ops_write_one_json_line_per_node_execution(capfd: pytest.Captu
     assert failed["level"] == "ERROR" and failed["status"] == "FAILED"
     assert failed["block_id"] == XMLParserBlock.id and "xml" in failed["error"].lower()
     assert all(n["level"] == "INFO" and n["status"] == "COMPLETED" for n in nodes if n is not failed)
+
+
+class _LogsItsKeyBlock(Block):
+    """Stands in for a client library that logs the URL it calls, key included."""
+
+    id = "5ec0f1a2-0000-4000-8000-00000000109e"
+    repeated_output_pins = frozenset()
+    description = "Logs the operator key it falls back to."
+    credentials = (
+        CredentialsField(
+            "credentials", provider="logged", optional=True, env_fallback="AGENTFLOW_TEST_LOGGED_KEY"
+        ),
+    )
+
+    class Input(BlockInput):
+        credentials: dict[str, Any] = {}
+
+    class Output(BlockOutput):
+        done: bool
+
+    async def run(self, input: Input, ctx: RunContext) -> AsyncIterator[tuple[str, Any]]:
+        key = os.environ["AGENTFLOW_TEST_LOGGED_KEY"]
+        logging.getLogger("some.client").warning(f"GET https://api.example.com/v1?key={key} -> 200")
+        yield "done", True
+
+
+def test_what_a_node_logs_while_it_runs_is_scrubbed_of_its_secrets(
+    json_log: io.StringIO, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = f"operator-key-{uuid.uuid4().hex}"
+    monkeypatch.setenv("AGENTFLOW_TEST_LOGGED_KEY", key)
+    b = GraphBuilder("logs its key")
+    b.node(_LogsItsKeyBlock, node_id="client")
+    registry = BlockRegistry([*(type(block) for block in REGISTRY), _LogsItsKeyBlock])
+    result = ReferenceEngine(registry=registry).run_sync(b.build(), {}, RunOptions())
+    assert result.executions[0].outputs == [("done", True)]
+    (line,) = [entry for entry in _lines(json_log.getvalue()) if entry["logger"] == "some.client"]
+    assert line["message"] == "GET https://api.example.com/v1?key=*** -> 200"

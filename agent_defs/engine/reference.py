@@ -33,6 +33,7 @@ from agent_defs.graph.subagents import (
     resolve_sub_agent,
     sub_graph_of,
 )
+from agent_defs.logs import bind_redactor
 from agent_defs.resilience.policy import (
     BreakerService,
     NodeGuard,
@@ -315,26 +316,6 @@ class RunControl:
 
 
 _SIZE_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
-
-
-def _secret_parts(secret: str) -> list[str]:
-    """The secret, and each string inside it when it is a JSON object (e.g. a host-scoped credential's
-    headers): the block sends the parts, so those are what may come back in a response."""
-    parts = [secret]
-    try:
-        decoded = orjson.loads(secret)
-    except orjson.JSONDecodeError:
-        return parts
-    stack = [decoded]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            parts.append(item)
-        elif isinstance(item, dict):
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return parts
 
 
 def _size(value: Any) -> int:
@@ -787,6 +768,7 @@ class _Run:
         redactor = Redactor() if block.credentials else None
         try:
             if redactor is not None:
+                bind_redactor(redactor)  # what the block or its libraries log (this task is this node's)
                 ctx.credentials = self._resolve_credentials(block, model, redactor)
             if plan.guard is not None:
                 await self._run_guarded(plan, plan.guard, ex, model, data, ctx, redactor)
@@ -947,6 +929,9 @@ class _Run:
             credential_id = ref.get("id") if isinstance(ref, Mapping) else getattr(ref, "id", None)
             if not credential_id:
                 if field_spec.optional:
+                    # The block falls back to the operator's secret: it is a credential value too.
+                    if field_spec.env_fallback:
+                        redactor.add_credential(os.environ.get(field_spec.env_fallback, ""))
                     continue
                 raise ValueError(
                     f"pin {field_spec.input_name!r} needs a {field_spec.provider} credential reference "
@@ -960,8 +945,7 @@ class _Run:
                     f"credential {credential_id} is for {credential.provider}, "
                     f"but pin {field_spec.input_name!r} needs {field_spec.provider}"
                 )
-            for part in _secret_parts(credential.secret.get_secret_value()):
-                redactor.add(part)
+            redactor.add_credential(credential.secret)
             resolved[field_spec.input_name] = credential
         return resolved
 

@@ -191,7 +191,11 @@ class ExecuteCodeBlock(Block):
     id = "0b02b072-abe7-11ef-8372-fb5d162dd712"
     description = "Executes code in a sandbox environment with internet access."
     categories = frozenset({BlockCategory.DEVELOPER_TOOLS})
-    credentials = (CredentialsField("credentials", provider="e2b", type="api_key", optional=True),)
+    credentials = (
+        CredentialsField(
+            "credentials", provider="e2b", type="api_key", optional=True, env_fallback="AGENTFLOW_E2B_API_KEY"
+        ),
+    )
     repeated_output_pins = frozenset()
 
     class Input(BlockInput):

@@ -237,7 +237,11 @@ class GoogleMapsSearchBlock(Block):
     id = "f47ac10b-58cc-4372-a567-0e02b2c3d479"
     description = "This block searches for local businesses using Google Maps API."
     categories = frozenset({BlockCategory.SEARCH})
-    credentials = (CredentialsField("credentials", provider="google_maps", type="api_key", optional=True),)
+    credentials = (
+        CredentialsField(
+            "credentials", provider="google_maps", type="api_key", optional=True, env_fallback=API_KEY_VAR
+        ),
+    )
     repeated_output_pins = frozenset({"place"})
     # The client retries 5xx answers and OVER_QUERY_LIMIT itself; these failures are the provider's
     # (what its circuit breaker counts), a refused key or request is not.

@@ -20,7 +20,7 @@ from blocks.sdk import (
     BlockType,
     RunContext,
 )
-from blocks.templating import render_template
+from blocks.templating import TemplateStopped, render_template_async
 
 # --- input blocks ---------------------------------------------------------------------------------
 
@@ -260,7 +260,11 @@ class AgentOutputBlock(Block):
     async def run(self, input: Input, ctx: RunContext) -> AsyncIterator[tuple[str, Any]]:
         if input.format:
             try:
-                rendered = render_template(input.format, {input.name: input.value}, input.escape_html)
+                values = {input.name: input.value}
+                rendered = await render_template_async(input.format, values, input.escape_html)
+            except TemplateStopped as exc:  # a runaway template fails the node (not AutoGPT's "Error:" text)
+                yield "error", str(exc)
+                return
             except Exception as exc:
                 yield "output", f"Error: {exc}, {input.value}"
             else:

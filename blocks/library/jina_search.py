@@ -93,7 +93,15 @@ class _JinaBlock(Block):
     """Shared GET with the address check (abstract: no id). Self-tests replace `_resolve` and `_send`."""
 
     categories = frozenset({BlockCategory.SEARCH})
-    credentials = (CredentialsField("credentials", provider="jina", type="api_key", optional=True),)
+    credentials = (
+        CredentialsField(
+            "credentials",
+            provider="jina",
+            type="api_key",
+            optional=True,
+            env_fallback="AGENTFLOW_JINA_API_KEY",
+        ),
+    )
     repeated_output_pins = frozenset()
 
     async def _resolve(self, host: str, port: int) -> list[str]:

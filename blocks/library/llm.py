@@ -71,7 +71,11 @@ TIMEOUT_VAR = "AGENTFLOW_LLM_TIMEOUT"
 # AutoGPT does not retry these: the user has to fix something first.
 USER_ERROR_STATUS_CODES = (401, 403, 429)
 
-LLM_CREDENTIALS = (CredentialsField("credentials", provider="openai", type="api_key", optional=True),)
+LLM_CREDENTIALS = (
+    CredentialsField(
+        "credentials", provider="openai", type="api_key", optional=True, env_fallback=API_KEY_VAR
+    ),
+)
 
 
 def credentials_pin() -> Any:

@@ -19,7 +19,8 @@ from blocks.sdk import (
     BlockSelfTest,
     RunContext,
 )
-from blocks.templating import render_template
+from blocks.templating import render_template as render_template  # llm.py takes it from here
+from blocks.templating import render_template_async
 
 # Limits AutoGPT applies to regex extraction.
 MAX_TEXT_LENGTH = 1_000_000
@@ -232,7 +233,7 @@ class FillTextTemplateBlock(Block):
 
     async def run(self, input: Input, ctx: RunContext) -> AsyncIterator[tuple[str, Any]]:
         try:
-            text = render_template(input.format, input.values, input.escape_html)
+            text = await render_template_async(input.format, input.values, input.escape_html)
         except ValueError as exc:
             yield "error", str(exc)
             return

@@ -147,8 +147,8 @@ def test_queue_settings_are_read_from_the_environment_and_checked(monkeypatch: p
     monkeypatch.setenv("AGENTFLOW_DEAD_LETTER_MAX", "50")
     assert QueueSettings.from_env().dead_letter_max == 50
     monkeypatch.setenv("AGENTFLOW_REQUEST_MAX_BYTES", "lots")
-    with pytest.raises(ValueError, match="AGENTFLOW_REQUEST_MAX_BYTES must be an integer, got 'lots'"):
+    with pytest.raises(ValueError, match="AGENTFLOW_REQUEST_MAX_BYTES='lots': not a whole number"):
         QueueSettings.from_env()
     monkeypatch.setenv("AGENTFLOW_REQUEST_MAX_BYTES", "0")
-    with pytest.raises(ValueError, match="AGENTFLOW_REQUEST_MAX_BYTES must be >= 1, got 0"):
+    with pytest.raises(ValueError, match="AGENTFLOW_REQUEST_MAX_BYTES='0': must be at least 1"):
         QueueSettings.from_env()

@@ -11,11 +11,11 @@ here: validation and the CLI can tell which shape a graph gets.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from agent_defs.compile.plan import CompilePlan, OpKind, plan_compile
+from agent_defs.env_values import SettingError, int_from_env
 from agent_defs.graph.model import Graph
 
 MAX_OP_DEPTH_ENV = "AGENTFLOW_MAX_OP_DEPTH"
@@ -25,22 +25,16 @@ MAX_OP_DEPTH_ENV = "AGENTFLOW_MAX_OP_DEPTH"
 DEFAULT_MAX_OP_DEPTH = 500
 
 
-class CompileModeError(ValueError):
+class CompileModeError(SettingError):
     """A compile setting that is not valid (named in the message)."""
 
 
 def max_op_depth() -> int:
     """The deepest per-node job compiled, from the environment (read when a catalog is built)."""
-    raw = os.environ.get(MAX_OP_DEPTH_ENV, "").strip()
-    if not raw:
-        return DEFAULT_MAX_OP_DEPTH
     try:
-        value = int(raw)
-    except ValueError:
-        raise CompileModeError(f"{MAX_OP_DEPTH_ENV}={raw!r}: not a whole number") from None
-    if value < 1:
-        raise CompileModeError(f"{MAX_OP_DEPTH_ENV}={raw!r}: must be at least 1")
-    return value
+        return int_from_env(MAX_OP_DEPTH_ENV, DEFAULT_MAX_OP_DEPTH, 1)
+    except SettingError as exc:
+        raise CompileModeError(str(exc)) from None
 
 
 def compile_mode(graph: Graph) -> str:

@@ -16,11 +16,11 @@ chain thousands of graphs long is reported, not a RecursionError.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from agent_defs.env_values import int_from_env
 from agent_defs.graph.io_nodes import graph_input_names, graph_output_names
 from agent_defs.graph.model import Graph, GraphProblem, Node
 from blocks import REGISTRY, BlockRegistry, BlockType
@@ -31,16 +31,7 @@ MAX_SUBAGENT_DEPTH_VAR = "AGENTFLOW_MAX_SUBAGENT_DEPTH"
 
 def max_subagent_depth_from_env() -> int:
     """The sub-agent depth limit: AGENTFLOW_MAX_SUBAGENT_DEPTH (read when called), else the default."""
-    raw = os.environ.get(MAX_SUBAGENT_DEPTH_VAR, "").strip()
-    if not raw:
-        return DEFAULT_MAX_SUBAGENT_DEPTH
-    try:
-        value = int(raw)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise ValueError(f"{MAX_SUBAGENT_DEPTH_VAR}={raw!r}: expected a whole number >= 0")
-    return value
+    return int_from_env(MAX_SUBAGENT_DEPTH_VAR, DEFAULT_MAX_SUBAGENT_DEPTH, 0)
 
 
 class SubAgentReferenceError(ValueError):

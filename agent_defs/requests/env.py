@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from agent_defs.env_values import int_from_env
+
 if TYPE_CHECKING:
     import redis
 
@@ -70,22 +72,9 @@ class QueueSettings:
     def from_env(cls) -> QueueSettings:
         defaults = cls()
         return cls(
-            reclaim_idle_ms=_int_var("AGENTFLOW_REQUEST_RECLAIM_MS", defaults.reclaim_idle_ms, 0),
-            max_entry_bytes=_int_var("AGENTFLOW_REQUEST_MAX_BYTES", defaults.max_entry_bytes, 1),
-            dead_letter_max=_int_var("AGENTFLOW_DEAD_LETTER_MAX", defaults.dead_letter_max, 1),
-            claim_ttl_s=_int_var("AGENTFLOW_REQUEST_CLAIM_TTL_S", defaults.claim_ttl_s, 1),
-            listen_ms=_int_var("AGENTFLOW_REQUEST_LISTEN_MS", defaults.listen_ms, 0),
+            reclaim_idle_ms=int_from_env("AGENTFLOW_REQUEST_RECLAIM_MS", defaults.reclaim_idle_ms, 0),
+            max_entry_bytes=int_from_env("AGENTFLOW_REQUEST_MAX_BYTES", defaults.max_entry_bytes, 1),
+            dead_letter_max=int_from_env("AGENTFLOW_DEAD_LETTER_MAX", defaults.dead_letter_max, 1),
+            claim_ttl_s=int_from_env("AGENTFLOW_REQUEST_CLAIM_TTL_S", defaults.claim_ttl_s, 1),
+            listen_ms=int_from_env("AGENTFLOW_REQUEST_LISTEN_MS", defaults.listen_ms, 0),
         )
-
-
-def _int_var(name: str, default: int, minimum: int) -> int:
-    text = os.environ.get(name, "").strip()
-    if not text:
-        return default
-    try:
-        value = int(text)
-    except ValueError:
-        raise ValueError(f"{name} must be an integer, got {text[:40]!r}") from None
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value

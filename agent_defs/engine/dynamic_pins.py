@@ -1,7 +1,9 @@
 """Dynamic pins (rule 5): `values_#_key`, `items_$_0`, `obj_@_attr`.
 
-On a source pin they pick a part of the yielded value (a path that does not resolve sends nothing);
-on a sink pin they are merged back into the base input.
+On a source pin they pick a part of the yielded value: a path that does not resolve, or resolves to
+None, sends nothing, and `_@_` reads attributes only (it does not index a dict), as AutoGPT's
+`parse_execution_output` does. On a sink pin they are merged back into the base input; a list index
+that is not a whole number makes the input invalid (AutoGPT's `merge_execution_input` raises).
 """
 
 from __future__ import annotations
@@ -51,16 +53,20 @@ def extract(output_pin: str, value: Any, link_source: str) -> Any:
             if not isinstance(current, Mapping) or ident not in current:
                 return NOTHING
             current = current[ident]
-        else:  # OBJC_SPLIT
-            if isinstance(current, Mapping):
-                if ident not in current:
-                    return NOTHING
-                current = current[ident]
-            elif hasattr(current, ident):
-                current = getattr(current, ident)
-            else:
+        else:  # OBJC_SPLIT: an attribute; a dict's keys are not attributes (nor are its methods sent)
+            if isinstance(current, Mapping) or not hasattr(current, ident):
                 return NOTHING
-    return current
+            current = getattr(current, ident)
+    # A path that resolves to None fires nothing (only an exact pin name sends a None).
+    return NOTHING if current is None else current
+
+
+class DynamicPinError(ValueError):
+    """A sink pin's dynamic path cannot be merged (a list index that is not a whole number)."""
+
+    def __init__(self, pin: str, message: str) -> None:
+        super().__init__(f"pin {pin!r}: {message}")
+        self.pin = pin
 
 
 def merge(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -89,7 +95,9 @@ def _assign(root: dict[str, Any], key: str, value: Any) -> None:
         if sep == LIST_SPLIT:
             if not isinstance(current, list):
                 current = list(current) if isinstance(current, tuple) else []
-            index = int(ident) if ident.isdigit() else len(current)
+            if not ident.isdigit():
+                raise DynamicPinError(key, f"list index {ident!r} after {LIST_SPLIT} must be a whole number")
+            index = int(ident)
             if index >= len(current):
                 current.extend([None] * (index - len(current) + 1))
             _set(parent, container_key, current)
@@ -112,4 +120,13 @@ def _set(parent: Any, key: Any, value: Any) -> None:
     parent[key] = value
 
 
-__all__ = ["DICT_SPLIT", "LIST_SPLIT", "NOTHING", "OBJC_SPLIT", "extract", "is_dynamic", "merge"]
+__all__ = [
+    "DICT_SPLIT",
+    "LIST_SPLIT",
+    "NOTHING",
+    "OBJC_SPLIT",
+    "DynamicPinError",
+    "extract",
+    "is_dynamic",
+    "merge",
+]

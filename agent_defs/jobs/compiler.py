@@ -50,11 +50,14 @@ DETAILS_KEY = "agentflow_details"
 
 class PinValues(NamedTuple):
     """What travels on a Dagster edge: the link's source (so a region's inbox can route it) and every
-    value that pin yielded, in order (one, unless the pin is a repeated one feeding a region)."""
+    value that pin yielded, in order (one, unless the pin is a repeated one feeding a region), each
+    with its production order (RoutedValue.produced_at_ns), so that a region receives the values of
+    all its inputs interleaved as they were produced, not grouped per pin."""
 
     source_id: str
     source_name: str
     values: tuple[Any, ...]
+    produced_at_ns: tuple[int, ...]
 
 
 def job_name(graph: Graph) -> str:
@@ -109,12 +112,15 @@ class _OpRunner:
     def deliveries(self, inputs: Mapping[str, Any]) -> list[tuple[Link, Any]]:
         if self.op.kind is OpKind.NODE:
             return [(link, inputs[name].values[0]) for name, link in self.op.inputs.items() if name in inputs]
-        delivered: list[tuple[Link, Any]] = []
+        produced: list[tuple[int, list[Link], Any]] = []
         for item in inputs.get("inbox", []):
             if isinstance(item, PinValues):
                 links = self.inbound_by_source.get((item.source_id, item.source_name), [])
-                delivered.extend((link, value) for value in item.values for link in links)
-        return delivered
+                produced.extend(
+                    zip(item.produced_at_ns, (links,) * len(item.values), item.values, strict=True)
+                )
+        produced.sort(key=lambda entry: entry[0])  # stable: one pin's values keep their order
+        return [(link, value) for _, links, value in produced for link in links]
 
     def __call__(self, context: OpExecutionContext, inputs: Mapping[str, Any]) -> Iterator[Output[Any]]:
         params: AgentRunParams = getattr(context.resources, RUN_RESOURCE_KEY)
@@ -149,12 +155,12 @@ class _OpRunner:
                 metadata={"node_executions": _truncate(details["node_executions"])},
             )
         # Several links from one (node, pin) share its output: take each yielded value once.
-        fired: dict[str, list[Any]] = {}
+        fired: dict[str, list[tuple[Any, int]]] = {}
         first_link: dict[str, str] = {}
-        for link, value in result.outbound:
+        for link, value, produced_at_ns in result.outbound:
             output_name = self.op.outputs[(link.source_id, link.source_name)]
             if first_link.setdefault(output_name, link.id) == link.id:
-                fired.setdefault(output_name, []).append(value)
+                fired.setdefault(output_name, []).append((value, produced_at_ns))
         metadata = {
             "node_executions": len(result.executions),
             "node_errors": result.node_error_count,
@@ -169,7 +175,8 @@ class _OpRunner:
         # so a node op costs Dagster the same events as a hand-written op.
         for (source_id, source_name), output_name in self.op.outputs.items():
             if output_name in fired:
-                values = PinValues(source_id, source_name, tuple(fired[output_name]))
+                pin_values, produced = zip(*fired[output_name], strict=True)
+                values = PinValues(source_id, source_name, pin_values, produced)
                 yield Output(values, output_name, metadata=metadata)
                 metadata = {}
         if metadata:

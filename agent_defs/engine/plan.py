@@ -4,7 +4,7 @@ static, and which links fire from each output pin. No Dagster."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from agent_defs.engine import dynamic_pins
 from agent_defs.graph.model import Graph, Link, Node
@@ -25,12 +25,27 @@ class NodePlan:
     custom_ready: bool  # the block's `missing_inputs` is consulted too
     outgoing: tuple[OutgoingLink, ...]  # only for blocks that ask for them
     static_pins: frozenset[str]
-    links_by_pin: dict[str, list[tuple[Link, bool]]]  # exact source pin -> (link, is static)
-    dynamic_links: list[tuple[Link, bool]]  # links whose source pin has a dynamic suffix
+    links_out: tuple[tuple[Link, bool], ...]  # (link, is static), in the graph's link order
     has_dynamic_inputs: bool
     is_input: bool
     is_output: bool
     guard: NodeGuard | None  # retries, timeout, breaker, cache; None: the plain fast path
+    # Output pin -> the links a yield on it may fire, in link order, each with whether its source
+    # name is the pin itself (else a dynamic path into the value). Filled as pins are first yielded.
+    routes: dict[str, tuple[tuple[Link, bool, bool], ...]] = field(default_factory=dict)
+
+    def routes_of(self, pin: str) -> tuple[tuple[Link, bool, bool], ...]:
+        routes = self.routes.get(pin)
+        if routes is None:
+            routes = self.routes[pin] = tuple(
+                (link, is_static, link.source_name == pin)
+                for link, is_static in self.links_out
+                if link.source_name == pin
+                or (
+                    link.source_name.startswith(pin) and dynamic_pins.is_dynamic(link.source_name[len(pin) :])
+                )
+            )
+        return routes
 
 
 def plan_graph(
@@ -66,17 +81,12 @@ def plan_graph(
             for lk in links_in
             if lk.is_static or ((src := blocks.get(lk.source_id)) is not None and src.static_output)
         }
-        by_pin: dict[str, list[tuple[Link, bool]]] = {}
-        dynamic: list[tuple[Link, bool]] = []
-        for lk in outbound.get(node.id, []):
-            if not _fires(blocks.get(lk.sink_id)):
-                continue
-            # Links out of a static-output block are forced static (AutoGPT does the same).
-            entry = (lk, lk.is_static or block.static_output)
-            if dynamic_pins.is_dynamic(lk.source_name):
-                dynamic.append(entry)
-            else:
-                by_pin.setdefault(lk.source_name, []).append(entry)
+        # Links out of a static-output block are forced static (AutoGPT does the same).
+        links_out = tuple(
+            (lk, lk.is_static or block.static_output)
+            for lk in outbound.get(node.id, [])
+            if _fires(blocks.get(lk.sink_id))
+        )
         linked = frozenset(lk.sink_name for lk in links_in)
         plans[node.id] = NodePlan(
             node=node,
@@ -88,8 +98,7 @@ def plan_graph(
             if block.needs_outgoing_links
             else (),
             static_pins=frozenset(static),
-            links_by_pin=by_pin,
-            dynamic_links=dynamic,
+            links_out=links_out,
             has_dynamic_inputs=any(dynamic_pins.is_dynamic(k) for k in node.input_default)
             or any(dynamic_pins.is_dynamic(lk.sink_name) for lk in links_in),
             is_input=block.block_type is BlockType.INPUT,

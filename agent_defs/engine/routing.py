@@ -63,10 +63,12 @@ class Router:
         self._try_ready(plan, ex, check_links=plan.custom_ready and not plan.is_input)
 
     def route(self, plan: NodePlan, pin: str, value: Any) -> None:
-        """One yield of `plan`'s node: every link from that pin fires at once, in link order."""
-        for link, is_static in plan.links_by_pin.get(pin, ()):
-            self.deliver(link, value, is_static)
-        for link, is_static in plan.dynamic_links:
+        """One yield of `plan`'s node: every link from that pin (exact or a dynamic path into the value)
+        fires at once, in the graph's link order, as AutoGPT walks `node.output_links`."""
+        for link, is_static, exact in plan.routes_of(pin):
+            if exact:
+                self.deliver(link, value, is_static)
+                continue
             part = dynamic_pins.extract(pin, value, link.source_name)
             if part is not dynamic_pins.NOTHING:
                 self.deliver(link, part, is_static)

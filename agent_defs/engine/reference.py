@@ -47,6 +47,7 @@ from agent_defs.engine.model import (
 )
 from agent_defs.engine.plan import NodePlan, plan_graph
 from agent_defs.engine.routing import Router
+from agent_defs.graph.io_nodes import recorded_output
 from agent_defs.graph.model import Graph
 from agent_defs.graph.subagents import resolve_sub_agent
 from agent_defs.resilience.policy import (
@@ -328,6 +329,8 @@ class _Run:
         ex.status = ExecStatus.RUNNING
         ex.started_at = time.time()
         ex.input_size = _size(data)
+        if plan.is_output:  # rule 8: the value that reached the node, not its formatted text
+            self._record_output(*recorded_output(data))
         # A per-run cost is known (and charged, by the observer) before the block runs; per-byte and
         # per-second costs once it has.
         cost = matching_cost(block, data, self.engine.pricing)
@@ -364,8 +367,6 @@ class _Run:
                     ex.output_size += _size(value)
                     if pin == "error":
                         ex.error = str(value)
-                    if plan.is_output and pin == "output":
-                        self._record_output(data.get("name"), value)
                     self.observer.on_output(ex, pin, value)
                     self.router.route(plan, pin, value)
         except asyncio.CancelledError:
@@ -494,8 +495,6 @@ class _Run:
         ex.output_size += _size(value)
         if pin == "error":
             ex.error = str(value)
-        if plan.is_output and pin == "output":
-            self._record_output(data.get("name"), value)
         self.observer.on_output(ex, pin, value)
         self.router.route(plan, pin, value)
 

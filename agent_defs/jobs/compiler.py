@@ -33,6 +33,7 @@ from dagster import (
 from agent_defs.compile.mode import choose_compile
 from agent_defs.compile.plan import CompilePlan, OpKind, OpPlan, identifier, plan_compile
 from agent_defs.engine import EngineLimits, GraphPart, ReferenceEngine, RunOptions, RunResult, RunStatus
+from agent_defs.graph.io_nodes import recorded_output
 from agent_defs.graph.model import Graph, Link
 from agent_defs.jobs.run_config import RUN_RESOURCE_KEY, AgentRunParams, job_config_mapping
 from agent_defs.jobs.services import SERVICES_RESOURCE_KEY, PlatformServices
@@ -70,7 +71,7 @@ def _truncate(value: Any) -> str:
 
 
 def _execution_metadata(result: RunResult, output_nodes: frozenset[str]) -> dict[str, Any]:
-    """This op's node executions, and the graph outputs they produced stamped with their end time
+    """This op's node executions, and the graph outputs they recorded stamped with their start time
     (so the summary can order outputs from several ops as they happened)."""
     executions = [
         {
@@ -86,11 +87,11 @@ def _execution_metadata(result: RunResult, output_nodes: frozenset[str]) -> dict
         "skipped": [
             {"node_id": s.node_id, "block": s.block_name, "reason": s.reason} for s in result.skipped
         ],
+        # Each AgentOutput execution that started records the value that reached it, as the engine does.
         "graph_outputs": [
-            [e.ended_at, str((e.input_data or {}).get("name")), value]
+            [e.started_at, *recorded_output(e.input_data or {})]
             for e in result.executions
-            for pin, value in e.outputs
-            if pin == "output" and e.node_id in output_nodes
+            if e.node_id in output_nodes and e.started_at
         ],
     }
 

@@ -238,6 +238,15 @@ def _combine_texts(i: dict[str, Any]) -> Yields:
     yield "output", i.get("delimiter", "").join(i.get("input", []))
 
 
+def _find_in_dictionary(i: dict[str, Any]) -> Yields:
+    # The dictionary case only: what the ported tests use.
+    obj, key = i["input"], i["key"]
+    if isinstance(obj, dict) and key in obj:
+        yield "output", obj[key]
+    else:
+        yield "missing", obj
+
+
 def _block(
     name: str, pins: Mapping[str, Any], required: set[str], run: Callable[..., Yields], **kw: Any
 ) -> ModelBlock:
@@ -291,6 +300,9 @@ MODEL_BLOCKS: dict[str, ModelBlock] = {
     "f66a3543-28d3-4ab5-8945-9b336371e2ce": _block(
         "StepThroughItems", {"items": list[Any]}, set(), _step_through, defaults={}
     ),
+    "0e50422c-6dee-4145-83d6-3a5a392f65de": _block(
+        "FindInDictionary", {"input": Any, "key": Any}, {"input", "key"}, _find_in_dictionary, defaults={}
+    ),
     "e30a4d42-7b7d-4e6a-b36e-1f9b8e3b7d85": _block(
         "CombineTexts", {"input": list[str], "delimiter": str}, set(), _combine_texts, defaults={}
     ),
@@ -302,7 +314,7 @@ class ModelBlockError(Exception):
     pass
 
 
-@dataclass
+@dataclass(eq=False)  # executions are compared by identity: two may hold equal inputs
 class _Execution:
     node_id: str
     inputs: dict[str, Any] = field(default_factory=dict)  # what arrived on links (saved)
@@ -364,7 +376,8 @@ class AutoGPTModel:
         if target is None:
             target = _Execution(sink)
             waiting.append(target)
-        target.inputs[pin] = value
+        # Inputs are stored as JSON and read back (upsert_execution_input): tuples become lists.
+        target.inputs[pin] = json.loads(json.dumps(value))
         static_pins = {lk.sink_name for lk, s in self._links_into(sink) if s}
         candidate = dict(target.inputs)
         latest = self.latest.get(sink)

@@ -13,6 +13,7 @@ pins in exactly the order a test needs.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from typing import Any
 
@@ -283,7 +284,7 @@ def family_graphs(draw: st.DrawFn, family: str) -> Graph:
             )
     for j in range(draw(st.integers(1, 3))):
         block, defaults, pins = draw(st.sampled_from(MIDDLES))
-        node = b.node(block, node_id=f"m{j}", **defaults)
+        node = b.node(block, node_id=f"m{j}", **copy.deepcopy(defaults))
         chosen = draw(st.lists(st.sampled_from(pins), min_size=1, max_size=len(pins), unique=True))
         one_source = draw(st.sampled_from(made)) if family == "static" and draw(st.booleans()) else None
         for pin in chosen:

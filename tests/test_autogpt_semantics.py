@@ -221,6 +221,26 @@ def test_rule7_outputs_are_the_value_not_the_formatted_text(instance: DagsterIns
     assert_follows_model(rule7_graph(), instance=instance)
 
 
+# --- rule 8: a graph input without a value runs the same on both engines --------------------------
+def rule8_graph() -> Graph:
+    b = GraphBuilder("rule 8")
+    question = b.node(AgentInputBlock, node_id="question", name="question")
+    b.node(AgentOutputBlock, node_id="o_echo", name="echo")
+    b.link(question, "result", "o_echo", "value")
+    b.node(StoreValueBlock, node_id="store", input="still runs")
+    b.node(AgentOutputBlock, node_id="o_other", name="other")
+    b.link("store", "output", "o_other", "value")
+    return b.build()
+
+
+def test_rule8_graph_input_without_value_runs_and_yields_nothing(instance: DagsterInstance) -> None:
+    """AutoGPT starts every input node; one without a value yields nothing (AgentInputBlock), and the
+    rest of the graph runs. The compiled job must start too, not refuse its run config."""
+    observed = model_side(rule8_graph())
+    assert observed.counts == {"question": 1, "store": 1, "o_other": 1}
+    assert_follows_model(rule8_graph(), instance=instance)
+
+
 # --- generated graphs -----------------------------------------------------------------------------
 STATIC_VALUES = st.sampled_from([1, 2, 3, "x"])
 CONVERT_VALUES = st.sampled_from(

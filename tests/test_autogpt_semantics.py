@@ -324,7 +324,7 @@ def family_graphs(draw: st.DrawFn, family: str) -> Graph:
 
 
 SETTINGS = settings(
-    max_examples=60,
+    max_examples=100,
     deadline=None,
     derandomize=True,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
@@ -350,7 +350,7 @@ def test_dynamic_path_family_follows_autogpt(graph: Graph) -> None:
 
 
 @settings(
-    max_examples=20,
+    max_examples=40,
     deadline=None,
     derandomize=True,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],

@@ -4,7 +4,10 @@ Each test names its upstream test (Significant-Gravitas/AutoGPT, autogpt_platfor
 module::function). Upstream runs them on its executor with a database; here each graph runs on the
 reference engine and on the compiled job, both checked against the upstream test's expectations and
 against the AutoGPT model (tests/autogpt_model.py). PrintToConsoleBlock, which this project does not
-have, is replaced by an AgentOutput where the upstream test reads a node's output.
+have, is replaced by an AgentOutput where the upstream test reads a node's output. Older copies of
+the same tests live upstream in test/executor/test_manager.py and test/executor/
+test_execution_functions.py; the cases with Python objects (`_@_` on a MockObject) and tool pins
+have no counterpart in JSON graphs and are left out.
 """
 
 from __future__ import annotations
@@ -157,7 +160,8 @@ MISSING_CASES: list[tuple[Any, str]] = [  # paths that resolve to nothing: the l
 
 
 def test_parse_execution_output(instance: DagsterInstance) -> None:
-    """executor/utils_test.py::test_parse_execution_output (the cases without Python objects or tool
+    """executor/utils_test.py::test_parse_execution_output (also test/executor/
+    test_execution_functions.py::test_parse_execution_output; the cases without Python objects or tool
     pins): a link from `output_$_1`, `output_#_key1`, ... carries that part of the yielded value;
     a path that does not resolve fires nothing."""
     b = GraphBuilder("parse execution output")
@@ -193,7 +197,8 @@ MERGE_CASES: list[tuple[dict[str, Any], Any]] = [  # values on dynamic sink pins
 
 @pytest.mark.parametrize(("pins", "expected"), MERGE_CASES, ids=[f"case{i}" for i in range(len(MERGE_CASES))])
 def test_merge_execution_input(pins: dict[str, Any], expected: Any, instance: DagsterInstance) -> None:
-    """executor/utils_test.py::test_merge_execution_input (the list and dict cases): values linked
+    """executor/utils_test.py::test_merge_execution_input (also test/executor/
+    test_execution_functions.py::test_merge_execution_input; the list and dict cases): values linked
     into `input_$_0`, `input_#_key1`, ... are merged into the `input` a StoreValue outputs."""
     b = GraphBuilder("merge execution input")
     store = b.node(StoreValueBlock, node_id="store")
@@ -204,3 +209,32 @@ def test_merge_execution_input(pins: dict[str, Any], expected: Any, instance: Da
     b.link(store, "output", "merged", "value")
     observed = assert_follows_model(b.build(), instance=instance)
     assert _values(observed, "merged") == [json.dumps(expected, sort_keys=True)]
+
+
+def input_schema_graph() -> Graph:
+    """test/data/test_graph.py::test_get_input_schema's graph: two inputs (one with a default value,
+    one without) into one StoreValue pin, into an output."""
+    b = GraphBuilder("input schema")
+    b.node(AgentInputBlock, node_id="node_0_a", name="in_key_a", title="Key A", value="A", advanced=True)
+    b.node(AgentInputBlock, node_id="node_0_b", name="in_key_b", advanced=True)
+    b.node(StoreValueBlock, node_id="node_1")
+    b.node(AgentOutputBlock, node_id="node_2", name="out_key", description="This is an output key")
+    b.link("node_0_a", "result", "node_1", "input")
+    b.link("node_0_b", "result", "node_1", "input")
+    b.link("node_1", "output", "node_2", "value")
+    return b.build()
+
+
+@pytest.mark.parametrize(
+    ("inputs", "expected"),
+    [({}, ['"A"']), ({"in_key_b": "B"}, ['"A"', '"B"']), ({"in_key_a": "X"}, ['"X"'])],
+    ids=["defaults", "both", "override"],
+)
+def test_get_input_schema_graph_runs(
+    inputs: dict[str, Any], expected: list[str], instance: DagsterInstance
+) -> None:
+    """test/data/test_graph.py::test_get_input_schema (upstream checks the graph's input schema:
+    `in_key_a` defaults to "A", `in_key_b` has no default). Run here: an input left out yields
+    nothing, each value that arrives runs the StoreValue once."""
+    observed = assert_follows_model(input_schema_graph(), inputs, instance)
+    assert _values(observed, "out_key") == expected

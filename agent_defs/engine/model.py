@@ -181,7 +181,9 @@ class RunResult:
 class ExecutionObserver(Protocol):
     """Hooks around node executions, e.g. to log them as Dagster events, charge credits or publish.
 
-    `before_node` may raise RunStoppedError (insufficient balance) to stop the run as FAILED.
+    `before_node` may raise RunStoppedError (insufficient balance) to stop the run as FAILED. An
+    observer whose hooks block (database or network calls) sets a class attribute `blocking = True`:
+    the engine then calls them in a worker thread, one at a time and in order, off its event loop.
     """
 
     def before_node(self, execution: NodeExecution, block: Block) -> None: ...
@@ -192,6 +194,8 @@ class ExecutionObserver(Protocol):
 
 
 class _NoObserver:
+    blocking = False
+
     def before_node(self, execution: NodeExecution, block: Block) -> None:
         pass
 

@@ -12,7 +12,6 @@ SmartDecisionMaker does with its feedback pins (AutoGPT's get_missing_links/get_
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -50,13 +49,8 @@ from agent_defs.engine.routing import Router
 from agent_defs.graph.io_nodes import recorded_output
 from agent_defs.graph.model import Graph
 from agent_defs.graph.subagents import resolve_sub_agent
-from agent_defs.resilience.policy import (
-    BreakerService,
-    NodeGuard,
-    NodeTimeoutError,
-    OutputCacheService,
-    cache_key,
-)
+from agent_defs.resilience.guarded import BlockCall, GuardContext, guarded
+from agent_defs.resilience.policy import BreakerService, NodeGuard, OutputCacheService, cache_key
 from blocks import REGISTRY, Block, BlockRegistry, CostType, Credentials, KeyValueStore, RunContext
 
 _SIZE_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
@@ -80,6 +74,19 @@ def _secret_parts(secret: str) -> list[str]:
         elif isinstance(item, list):
             stack.extend(item)
     return parts
+
+
+def _block_call(block: Block, model: Any, ctx: RunContext, redactor: Redactor | None) -> BlockCall:
+    """One run of the block: its outputs validated against its output schema, secrets scrubbed."""
+
+    async def call() -> AsyncIterator[tuple[str, Any]]:
+        async for pin, value in block.run(model, ctx):
+            value = block.validate_output(pin, value)
+            if redactor is not None:
+                value = redactor.redact_obj(value)
+            yield pin, value
+
+    return call
 
 
 def _size(value: Any) -> int:
@@ -214,6 +221,7 @@ class _Run:
         self.wakeup = asyncio.Event()
         self.seq = 0
         self.observer = engine.observer_for(graph, options)
+        self.blocking_observer = bool(getattr(self.observer, "blocking", False))
         self.on_graph_output = on_graph_output
         self.stop_error: RunStoppedError | None = None
         self.result = RunResult(run_id=options.run_id, graph_id=graph.id, graph_version=graph.version)
@@ -351,24 +359,27 @@ class _Run:
         )
         # Only nodes holding credentials pay for scrubbing their outputs.
         redactor = Redactor() if block.credentials else None
+        guard_ctx: GuardContext | None = None
         try:
             if redactor is not None:
                 ctx.credentials = self._resolve_credentials(block, model, redactor)
-            if plan.guard is not None:
-                await self._run_guarded(plan, plan.guard, ex, model, data, ctx, redactor)
-            else:
+            call = _block_call(block, model, ctx, redactor)
+            if plan.guard is None:
                 ex.attempts = 1
-                self.observer.before_node(ex, block)
-                async for pin, value in block.run(model, ctx):
-                    value = block.validate_output(pin, value)
-                    if redactor is not None:
-                        value = redactor.redact_obj(value)
-                    ex.outputs.append((pin, value))
-                    ex.output_size += _size(value)
-                    if pin == "error":
-                        ex.error = str(value)
+                await self._observe(self.observer.before_node, ex, block)
+            else:
+                guard_ctx = GuardContext(f"node {plan.node.id} ({block.name})", fatal=(RunStoppedError,))
+                call = self._guarded(plan, plan.guard, ex, model, ctx, call, guard_ctx)
+            async for pin, value in call():
+                ex.outputs.append((pin, value))
+                ex.output_size += _size(value)
+                if pin == "error":
+                    ex.error = str(value)
+                if self.blocking_observer:
+                    await asyncio.to_thread(self.observer.on_output, ex, pin, value)
+                else:
                     self.observer.on_output(ex, pin, value)
-                    self.router.route(plan, pin, value)
+                self.router.route(plan, pin, value)
         except asyncio.CancelledError:
             ex.status = ExecStatus.TERMINATED
             ex.ended_at = time.time()
@@ -384,8 +395,11 @@ class _Run:
             if redactor is not None:
                 ex.error = redactor.redact(ex.error)
             ex.outputs.append(("error", ex.error))
-            self.observer.on_output(ex, "error", ex.error)
+            await self._observe(self.observer.on_output, ex, "error", ex.error)
             self.router.route(plan, "error", ex.error)
+        finally:
+            if guard_ctx is not None:
+                ex.attempts = guard_ctx.attempts
         ex.ended_at = time.time()
         ex.status = ExecStatus.FAILED if ex.error is not None else ExecStatus.COMPLETED
         if cost is not None and cost.type is not CostType.RUN and not ex.cached:
@@ -393,110 +407,48 @@ class _Run:
                 block, data, ex.input_size + ex.output_size, ex.walltime, self.engine.pricing, ex.stats
             )
         try:
-            self.observer.after_node(ex, block)
+            await self._observe(self.observer.after_node, ex, block)
         except RunStoppedError as exc:  # e.g. the per-byte charge after the node ran could not be paid
             self._stop_run(exc)
 
-    # --- resilience: cache, circuit breaker, timeout, retries ------------------------------------------
-    async def _run_guarded(
+    async def _observe(self, hook: Callable[..., None], *args: Any) -> None:
+        """An observer hook; one that talks to Postgres or Redis runs in a worker thread, off the loop
+        (in order: each is awaited before the node goes on)."""
+        if self.blocking_observer:
+            await asyncio.to_thread(hook, *args)
+        else:
+            hook(*args)
+
+    # --- resilience: cache, circuit breaker, timeout, retries (resilience/guarded.py) ------------------
+    def _guarded(
         self,
         plan: NodePlan,
         guard: NodeGuard,
         ex: NodeExecution,
         model: Any,
-        data: Mapping[str, Any],
         ctx: RunContext,
-        redactor: Redactor | None,
-    ) -> None:
-        """Runs a guarded node's block, like the plain path in `_execute`, and raises the final attempt's
-        exception for `_execute` to report. The node execution (and so its id, which charging is keyed
-        by) is the same for every attempt; `before_node` is called once."""
+        call: BlockCall,
+        guard_ctx: GuardContext,
+    ) -> BlockCall:
+        """`call` wrapped as the node's guard asks. The node execution (and so its id, which charging
+        is keyed by) is the same for every attempt; `before_node` is called once."""
         block = plan.block
         if guard.config_error is not None:
             raise ValueError(guard.config_error)
         cache = self.engine.cache if guard.cache_ttl_seconds is not None else None
         key = cache_key(block, model, self.options.user_id, ctx.credentials) if cache is not None else None
-        if cache is not None and key is not None:
-            hit = cache.get(key)
-            if hit is not None:  # the block does not run: nothing to charge
-                ex.cached = True
-                ex.cost = 0
-                self.observer.before_node(ex, block)
-                for pin, value in hit:
-                    self._emit(plan, ex, data, pin, value)
-                return
         breakers = self.engine.breakers if guard.breaker else None
         provider = block.breaker_key(model) if breakers is not None else None
-        if provider is not None:
-            breakers.before_call(provider)  # type: ignore[union-attr]  # CircuitOpenError: fail fast, uncharged
-        self.observer.before_node(ex, block)
-        policy = guard.retry
-        attempts = policy.attempts if policy is not None else 1
-        buffer: list[tuple[str, Any]] | None = None
-        while True:
-            ex.attempts += 1
-            if provider is not None and ex.attempts > 1:
-                breakers.before_call(provider)  # type: ignore[union-attr]
-            if guard.buffered:
-                buffer = []
-            failure: str | None = None
-            failed_pin = False
-            raised: Exception | None = None
-            timer = asyncio.timeout(guard.timeout_seconds)
-            try:
-                async with timer:
-                    async for pin, value in block.run(model, ctx):
-                        value = block.validate_output(pin, value)
-                        if redactor is not None:
-                            value = redactor.redact_obj(value)
-                        if pin == "error":
-                            failure = str(value)
-                        elif policy is not None and pin in policy.retry_on_pins:
-                            failed_pin = True
-                        if buffer is not None:
-                            buffer.append((pin, value))
-                        else:
-                            self._emit(plan, ex, data, pin, value)
-            except RunStoppedError:
-                raise
-            except Exception as exc:
-                raised = exc
-                if isinstance(exc, TimeoutError) and timer.expired():
-                    raised = NodeTimeoutError(
-                        f"node {plan.node.id} ({block.name}) timed out after {guard.timeout_seconds:g} s "
-                        f"(timeout_seconds) on attempt {ex.attempts} of {attempts}"
-                    )
-                failure = str(raised) or type(raised).__name__
-            failed = failed_pin or failure is not None
-            if not failed:
-                transient = False
-            elif policy is None:
-                transient = True  # for the breaker: any failure of a block without a classification
-            elif isinstance(raised, NodeTimeoutError):
-                transient = policy.retry_timeouts
-            else:
-                transient = failed_pin or policy.is_transient(failure, raised)
-            if provider is not None:
-                breakers.record(provider, ok=not transient)  # type: ignore[union-attr]
-            if transient and ex.attempts < attempts and policy is not None:
-                await asyncio.sleep(policy.delay(ex.attempts, random.random))
-                continue
-            for pin, value in buffer or ():
-                self._emit(plan, ex, data, pin, value)
-            if raised is not None:
-                raise raised
-            if key is not None and not failed:
-                cache.put(key, ex.outputs, guard.cache_ttl_seconds)  # type: ignore[union-attr, arg-type]
-            return
 
-    def _emit(self, plan: NodePlan, ex: NodeExecution, data: Mapping[str, Any], pin: str, value: Any) -> None:
-        """Record and route one (validated, redacted) output of a guarded node, as `_execute` does."""
-        ex.outputs.append((pin, value))
-        ex.output_size += _size(value)
-        if pin == "error":
-            ex.error = str(value)
-        self.observer.on_output(ex, pin, value)
-        self.router.route(plan, pin, value)
+        async def on_start() -> None:
+            await self._observe(self.observer.before_node, ex, block)
+
+        async def on_cache_hit() -> None:  # the block does not run: nothing to charge
+            ex.cached = True
+            ex.cost = 0
+            await on_start()
+
+        return guarded(call, guard, guard_ctx, on_start, on_cache_hit, breakers, provider, cache, key)
 
     def _resolve_credentials(self, block: Block, model: Any, redactor: Redactor) -> dict[str, Credentials]:
         """Credentials fields hold references ({"id": ...}); the values are fetched for this run's user

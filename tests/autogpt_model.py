@@ -3,7 +3,8 @@ executor code and independently of agent_defs.engine, to judge both of our engin
 
 Sources (Significant-Gravitas/AutoGPT, autogpt_platform/backend/backend/): executor/manager.py
 `_register_next_executions`, executor/utils.py `validate_exec`, data/dynamic_fields.py
-`parse_execution_output` / `merge_execution_input`, util/type.py `convert`, data/execution.py
+`parse_execution_output` / `merge_execution_input`, util/type.py `convert`, data/block.py
+(`validate_data`: the JSON schema is checked with None values left out), data/execution.py
 (`upsert_execution_input`, `get_latest_node_execution`, `GraphExecution.from_db`).
 
 Schedule: AutoGPT runs node executions concurrently, so where two executions race several outcomes
@@ -359,7 +360,9 @@ class AutoGPTModel:
         for pin, annotation in block.pins.items():
             if merged.get(pin) is not None:
                 merged[pin] = convert(merged[pin], annotation)
-        if block.required - set(merged):
+        # `get_mismatch_error` validates the JSON schema with None values left out, so a required
+        # pin holding None makes the input invalid: the execution is never queued.
+        if block.required - {k for k, v in merged.items() if v is not None}:
             return None
         return merged
 
@@ -438,13 +441,10 @@ class AutoGPTModel:
         counts[ex.node_id] = counts.get(ex.node_id, 0) + 1
         if block.kind == "output":
             self.result.outputs.setdefault(str(ex.data["name"]), []).append(ex.data.get("value"))
-        # Block.execute drops None values before building the block's input: a required pin whose
-        # value is None fails the execution.
+        # None values are left out of the block's input, so an optional pin given None takes its
+        # default (validation already kept None out of required pins).
         given = {k: v for k, v in ex.data.items() if v is not None}
         try:
-            missing = block.required - set(given)
-            if missing:
-                raise ModelBlockError(f"{block.name}: missing {sorted(missing)}")
             for pin, value in block.run(given):
                 if pin == "error":
                     raise ModelBlockError(str(value))

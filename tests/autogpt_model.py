@@ -248,6 +248,33 @@ def _find_in_dictionary(i: dict[str, Any]) -> Yields:
         yield "missing", obj
 
 
+def _number_or_text(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            return value
+    return value
+
+
+_COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
+    "<": lambda a, b: a < b,
+    "==": lambda a, b: a == b,
+    ">": lambda a, b: a > b,
+}
+
+
+def _condition(i: dict[str, Any]) -> Yields:
+    # Numeric strings compare as numbers; yes/no values default to value1/value2.
+    value1, value2 = _number_or_text(i["value1"]), _number_or_text(i["value2"])
+    result = _COMPARISONS[i["operator"]](value1, value2)
+    yield "result", result
+    if result:
+        yield "yes_output", value1 if i.get("yes_value") is None else i["yes_value"]
+    else:
+        yield "no_output", value2 if i.get("no_value") is None else i["no_value"]
+
+
 def _block(
     name: str, pins: Mapping[str, Any], required: set[str], run: Callable[..., Yields], **kw: Any
 ) -> ModelBlock:
@@ -303,6 +330,13 @@ MODEL_BLOCKS: dict[str, ModelBlock] = {
     ),
     "0e50422c-6dee-4145-83d6-3a5a392f65de": _block(
         "FindInDictionary", {"input": Any, "key": Any}, {"input", "key"}, _find_in_dictionary, defaults={}
+    ),
+    "715696a0-e1da-45c8-b209-c2fa9c3b0be6": _block(
+        "Condition",
+        {"value1": Any, "operator": Any, "value2": Any, "yes_value": Any, "no_value": Any},
+        {"value1", "operator", "value2"},
+        _condition,
+        defaults={},
     ),
     "e30a4d42-7b7d-4e6a-b36e-1f9b8e3b7d85": _block(
         "CombineTexts", {"input": list[str], "delimiter": str}, set(), _combine_texts, defaults={}

@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from agent_defs.graph.builder import GraphBuilder
 from agent_defs.graph.model import Graph
 from blocks.library.basic import StoreValueBlock
+from blocks.library.branching import ConditionBlock
 from blocks.library.data import AddToListBlock
 from blocks.library.io import AgentInputBlock, AgentOutputBlock
 from blocks.library.iteration import StepThroughItemsBlock
@@ -369,4 +370,57 @@ def test_dynamic_path_family_follows_autogpt(graph: Graph) -> None:
 )
 @given(graph=st.sampled_from(["static", "convert", "dynamic"]).flatmap(family_graphs))
 def test_compiled_job_follows_autogpt(graph: Graph, instance: DagsterInstance) -> None:
+    assert_follows_model(graph, instance=instance)
+
+
+@st.composite
+def loop_graphs(draw: st.DrawFn) -> Graph:
+    """Count from a start to a limit: a cycle (so a region op in the compiled job) fed by StoreValue
+    latches and graph inputs over static links; the step may come from a latch too. Node and link
+    order are drawn: they decide which starting node runs first and which link a yield fires first."""
+    nodes: list[tuple[Any, str, dict[str, Any]]] = [
+        (StoreValueBlock, "start", {"input": draw(st.integers(0, 2))}),
+        (CalculatorBlock, "inc", {"operation": "Add", "b": 1}),
+        (ConditionBlock, "below", {"operator": "<"}),
+        (AgentOutputBlock, "steps", {"name": "steps"}),
+        (AgentOutputBlock, "final", {"name": "final"}),
+    ]
+    limit = draw(st.integers(0, 4))
+    if draw(st.booleans()):
+        nodes.append((StoreValueBlock, "limit", {"input": limit}))
+    else:
+        nodes.append((AgentInputBlock, "limit", {"name": "limit", "value": limit}))
+    links = [
+        ("start", "output", "inc", "a", False),
+        ("inc", "result", "below", "value1", False),
+        ("limit", "output" if nodes[-1][0] is StoreValueBlock else "result", "below", "value2", True),
+        ("below", "yes_output", "inc", "a", draw(st.booleans())),
+        ("inc", "result", "steps", "value", False),
+        ("below", "no_output", "final", "value", False),
+    ]
+    if draw(st.booleans()):
+        nodes.append((StoreValueBlock, "step", {"input": draw(st.sampled_from([1, 2, "1"]))}))
+        links.append(("step", "output", "inc", "b", draw(st.booleans())))
+    b = GraphBuilder("loop family")
+    for block, node_id, defaults in draw(st.permutations(nodes)):
+        b.node(block, node_id=node_id, **defaults)
+    for source, source_pin, sink, sink_pin, static in draw(st.permutations(links)):
+        b.link(source, source_pin, sink, sink_pin, static=static)
+    return b.build()
+
+
+@SETTINGS
+@given(graph=loop_graphs())
+def test_loop_family_follows_autogpt(graph: Graph) -> None:
+    assert_follows_model(graph)
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(graph=loop_graphs())
+def test_compiled_loop_regions_follow_autogpt(graph: Graph, instance: DagsterInstance) -> None:
     assert_follows_model(graph, instance=instance)

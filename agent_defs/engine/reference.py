@@ -76,17 +76,20 @@ def _secret_parts(secret: str) -> list[str]:
     return parts
 
 
+async def _checked_outputs(
+    block: Block, outputs: AsyncIterator[tuple[str, Any]], redactor: Redactor | None
+) -> AsyncIterator[tuple[str, Any]]:
+    """A block's outputs, validated against its output schema, secrets scrubbed."""
+    async for pin, value in outputs:
+        value = block.validate_output(pin, value)
+        if redactor is not None:
+            value = redactor.redact_obj(value)
+        yield pin, value
+
+
 def _block_call(block: Block, model: Any, ctx: RunContext, redactor: Redactor | None) -> BlockCall:
-    """One run of the block: its outputs validated against its output schema, secrets scrubbed."""
-
-    async def call() -> AsyncIterator[tuple[str, Any]]:
-        async for pin, value in block.run(model, ctx):
-            value = block.validate_output(pin, value)
-            if redactor is not None:
-                value = redactor.redact_obj(value)
-            yield pin, value
-
-    return call
+    """One run of the block, for the resilience wrappers (each attempt runs it again)."""
+    return lambda: _checked_outputs(block, block.run(model, ctx), redactor)
 
 
 def _size(value: Any) -> int:
@@ -362,15 +365,24 @@ class _Run:
         guard_ctx: GuardContext | None = None
         try:
             if redactor is not None:
-                ctx.credentials = self._resolve_credentials(block, model, redactor)
-            call = _block_call(block, model, ctx, redactor)
+                # The credentials store is Postgres: looked up in a worker thread, off the event loop.
+                ctx.credentials = await asyncio.to_thread(self._resolve_credentials, block, model, redactor)
             if plan.guard is None:
                 ex.attempts = 1
                 await self._observe(self.observer.before_node, ex, block)
+                # The fast path: outputs checked in the loop below, no generator in between.
+                outputs, unchecked = block.run(model, ctx), True
             else:
                 guard_ctx = GuardContext(f"node {plan.node.id} ({block.name})", fatal=(RunStoppedError,))
-                call = self._guarded(plan, plan.guard, ex, model, ctx, call, guard_ctx)
-            async for pin, value in call():
+                call = self._guarded(
+                    plan, plan.guard, ex, model, ctx, _block_call(block, model, ctx, redactor), guard_ctx
+                )
+                outputs, unchecked = call(), False
+            async for pin, value in outputs:
+                if unchecked:
+                    value = block.validate_output(pin, value)
+                    if redactor is not None:
+                        value = redactor.redact_obj(value)
                 ex.outputs.append((pin, value))
                 ex.output_size += _size(value)
                 if pin == "error":

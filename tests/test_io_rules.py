@@ -3,12 +3,15 @@ and on the compiled Dagster job (in process), which must agree with each other a
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
-from dagster import DagsterInstance, DagsterInvalidConfigError, validate_run_config
+from dagster import DagsterInstance
+from support_sensors import LISTENER_NAMES, listener_env, listener_workspace, listeners_on, new_id
 
 from agent_defs.engine import ReferenceEngine
 from agent_defs.graph.builder import GraphBuilder
@@ -16,7 +19,6 @@ from agent_defs.graph.model import Graph
 from agent_defs.graph.validation import validate_graph
 from agent_defs.jobs.compiler import compile_graph
 from agent_defs.jobs.results import read_run_summary
-from agent_defs.requests.models import ExecutionRequest
 from blocks.library.basic import StoreValueBlock
 from blocks.library.data import AddToListBlock, GetListItemBlock
 from blocks.library.io import AgentDropdownInputBlock, AgentInputBlock, AgentOutputBlock
@@ -189,13 +191,49 @@ def test_rule8b_an_input_without_a_value_runs_on_both_engines(instance: DagsterI
     }
 
 
-def test_rule8b_a_queued_request_without_the_input_fits_the_job(instance: DagsterInstance) -> None:
-    """The request listener checks a request's inputs against the job's run config before the run."""
-    job = compile_graph(_input_without_value())
-    request = ExecutionRequest(request_id="r1", graph_id="g", user_id="u", inputs={})
-    validate_run_config(job, {"inputs": request.inputs, "user_id": request.user_id, "input_masks": {}})
-    with pytest.raises(DagsterInvalidConfigError, match="nosuch"):
-        validate_run_config(job, {"inputs": {"nosuch": 1}})
+def test_rule8b_a_queued_request_without_the_input_becomes_a_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through Redis and the request listener (Dagster's own sensor code, in this process): a request
+    that leaves the input out is run, not dead-lettered as not fitting the job's run config."""
+    graph = _input_without_value()
+    export = {
+        "id": "optional-input",
+        "version": 1,
+        "name": graph.name,
+        "description": "",
+        "nodes": [
+            {"id": n.id, "block_id": n.block_id, "input_default": dict(n.input_default), "metadata": {}}
+            for n in graph.nodes
+        ],
+        "links": [
+            {
+                "id": lk.id,
+                "source_id": lk.source_id,
+                "source_name": lk.source_name,
+                "sink_id": lk.sink_id,
+                "sink_name": lk.sink_name,
+                "is_static": lk.is_static,
+            }
+            for lk in graph.links
+        ],
+    }
+    export_file = tmp_path / "optional_input.json"
+    export_file.write_text(json.dumps(export))
+    listener_env(monkeypatch, tmp_path / "agents", "unused")
+    with (
+        listener_workspace(tmp_path, execute_runs=True, graphs=(export_file,)) as (dagster, context),
+        listeners_on(dagster, context, monkeypatch) as listening,
+    ):
+        request_id = new_id("no-input")
+        listening.enqueue(
+            {"request_id": request_id, "graph_id": "optional-input", "user_id": "u1", "inputs": {}}
+        )
+        listening.tick(LISTENER_NAMES[0])
+
+        assert listening.dead_letters() == []
+        [run] = listening.runs_for(request_id)
+        assert read_run_summary(dagster, run.run_id)["outputs"] == {"greeting": ["hello"]}
 
 
 # --- rule 9: AgentDropdownInput's choices, `options` (newer) or `placeholder_values` (older) -----------

@@ -252,6 +252,29 @@ def test_rule8_graph_input_without_value_runs_and_yields_nothing(instance: Dagst
     assert_follows_model(rule8_graph(), instance=instance)
 
 
+# --- rule 8: a region op sees its inputs in the order the reference engine produces them ----------
+def region_order_graph() -> Graph:
+    b = GraphBuilder("region order")
+    three = b.node(StoreValueBlock, node_id="three", input=3)
+    ones = b.node(StepThroughItemsBlock, node_id="ones", items=[1, 1])
+    t = b.node(FillTextTemplateBlock, node_id="t", format="{{a}}|{{b}}", values={})
+    b.link(three, "output", t, "values_#_a")
+    b.link(three, "output", t, "values_#_a")
+    b.link(ones, "item", t, "values_#_b")
+    b.link(three, "output", t, "values_#_b")
+    b.node(AgentOutputBlock, node_id="out", name="text")
+    b.link(t, "output", "out", "value")
+    return b.build()
+
+
+def test_rule8_region_fed_by_two_starting_nodes_sees_them_in_run_order(instance: DagsterInstance) -> None:
+    """`three` runs before `ones` (graph order, as on the reference engine): its two values on `a`
+    and one on `b` give "3|3" twice, then each 1 reuses a=3. Fed in the other order (`ones` first,
+    as Dagster happened to step them), the region gives "3|1" three times and "3|3" once."""
+    assert _outputs(region_order_graph()) == {"text": ['"3|1"', '"3|1"', '"3|3"', '"3|3"']}
+    assert_follows_model(region_order_graph(), instance=instance)
+
+
 # --- generated graphs -----------------------------------------------------------------------------
 STATIC_VALUES = st.sampled_from([1, 2, 3, "x"])
 CONVERT_VALUES = st.sampled_from(
@@ -370,6 +393,17 @@ def test_dynamic_path_family_follows_autogpt(graph: Graph) -> None:
 )
 @given(graph=st.sampled_from(["static", "convert", "dynamic"]).flatmap(family_graphs))
 def test_compiled_job_follows_autogpt(graph: Graph, instance: DagsterInstance) -> None:
+    assert_follows_model(graph, instance=instance)
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(graph=family_graphs("static"))
+def test_compiled_static_link_family_follows_autogpt(graph: Graph, instance: DagsterInstance) -> None:
     assert_follows_model(graph, instance=instance)
 
 

@@ -15,9 +15,8 @@ No Dagster and no block imports here: the SDK (`Block.make_input`) and validatio
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping
-from types import UnionType
-from typing import Any, Union, get_args, get_origin
+from collections.abc import Iterator, Mapping
+from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel
 
@@ -194,49 +193,6 @@ def convert_input(model: type[BaseModel], data: Mapping[str, Any]) -> Mapping[st
     return converted if converted is not None else data
 
 
-def _is_integer(value: Any) -> bool:
-    if isinstance(value, bool):
-        return False
-    return isinstance(value, int) or (isinstance(value, float) and value.is_integer())
-
-
-_JSON_TYPE_CHECKS: dict[Any, tuple[str, Callable[[Any], bool]]] = {
-    int: ("integer", _is_integer),
-    float: ("number", lambda v: isinstance(v, int | float) and not isinstance(v, bool)),
-    bool: ("boolean", lambda v: isinstance(v, bool)),
-    str: ("string", lambda v: isinstance(v, str)),
-}
-_check_cache: dict[type[BaseModel], tuple[tuple[str, str, Callable[[Any], bool]], ...]] = {}
-
-
-def _checked_fields(model: type[BaseModel]) -> tuple[tuple[str, str, Callable[[Any], bool]], ...]:
-    """(pin, JSON type, check) for the pins where the model's own (lax) validation would accept a
-    value that AutoGPT's JSON-schema check refuses: `int | None` and the like, which `convert`
-    leaves alone ("2" stays text), and `int`, where `convert` keeps a boolean."""
-    cached = _check_cache.get(model)
-    if cached is None:
-        checks = []
-        for name, field in model.model_fields.items():
-            annotation = field.annotation
-            if get_origin(annotation) in (Union, UnionType):
-                members = [a for a in get_args(annotation) if a is not type(None)]
-                if len(members) == 1 and members[0] in _JSON_TYPE_CHECKS:
-                    checks.append((name, *_JSON_TYPE_CHECKS[members[0]]))
-            elif annotation is int:
-                checks.append((name, *_JSON_TYPE_CHECKS[int]))
-        cached = _check_cache[model] = tuple(checks)
-    return cached
-
-
-def type_mismatches(model: type[BaseModel], data: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
-    """(pin, message) for each converted value AutoGPT's JSON-schema check (`get_mismatch_error`)
-    refuses although the model would take it: "2" into an `int | None` pin, True into an `int` pin."""
-    for pin, json_type, fits in _checked_fields(model):
-        value = data.get(pin)
-        if value is not None and not fits(value):
-            yield pin, f"{_shown(value)} is not of type {json_type!r}"
-
-
 def invented_values(model: type[BaseModel], data: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
     """(pin, message) for each value that `convert` would replace by one it makes up rather than
     reads: text that is no number into a number pin (0), a container into a number pin (its
@@ -295,11 +251,4 @@ def _type_name(target: Any) -> str:
     return getattr(target, "__name__", None) or str(target)
 
 
-__all__ = [
-    "ConversionError",
-    "PinConversionError",
-    "convert",
-    "convert_input",
-    "invented_values",
-    "type_mismatches",
-]
+__all__ = ["ConversionError", "PinConversionError", "convert", "convert_input", "invented_values"]

@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter, ValidationError
 
-from blocks.conversion import PinConversionError, convert_input, type_mismatches
+from blocks.conversion import PinConversionError, convert_input
 
 
 class BlockDefinitionError(TypeError):
@@ -352,9 +352,7 @@ class Block:
 
         As AutoGPT's `validate_exec` does, each value is first converted to its pin's annotated type
         (blocks/conversion.py: "2.5" -> 2.5 and "abc" -> 0 for a number pin, True -> "true" for a text
-        pin, a scalar -> [scalar] for a list pin, ...); then the model validates, and values it took but
-        AutoGPT's JSON-schema check refuses are refused too ("2" into an `int | None` pin, which
-        `convert` leaves as text). A pin given None
+        pin, a scalar -> [scalar] for a list pin, ...), then the model validates. A pin given None
         takes its own default, as in AutoGPT, whose input check and `Block.execute` leave None values
         out; a required pin given None is missing, so the input is refused.
         """
@@ -364,13 +362,9 @@ class Block:
         except PinConversionError as exc:
             raise BlockInputError([(exc.pin, str(exc))]) from None
         try:
-            model = self.Input.model_validate(converted)
+            return self.Input.model_validate(converted)
         except ValidationError as exc:
             raise BlockInputError(_describe_validation_error(exc)) from None
-        mismatches = list(type_mismatches(self.Input, converted))
-        if mismatches:
-            raise BlockInputError(mismatches)
-        return model
 
     # --- pins -----------------------------------------------------------------------------------
     # Overridden by blocks whose pins depend on the node (AgentExecutor): the defaults describe the

@@ -20,7 +20,7 @@ from agent_defs.graph.validation import validate_graph
 from agent_defs.jobs.compiler import compile_graph
 from agent_defs.jobs.results import read_run_summary
 from blocks.library.basic import StoreValueBlock
-from blocks.library.data import AddToListBlock, GetListItemBlock
+from blocks.library.data import GetListItemBlock
 from blocks.library.io import AgentDropdownInputBlock, AgentInputBlock, AgentOutputBlock
 from blocks.library.maths import CalculatorBlock
 from blocks.library.text import FillTextTemplateBlock
@@ -89,29 +89,6 @@ def test_rule4_linked_values_are_converted_as_autogpt_converts(instance: Dagster
 
     assert outcome.outputs == {"sum": [3.5], "product": [6.0], "picked": ["c"], "text": ["true"]}
     assert outcome.failed == {}
-
-
-def test_rule4_values_convert_leaves_alone_are_checked_as_autogpt_checks(instance: DagsterInstance) -> None:
-    """`convert` leaves a union such as `int | None` alone, and AutoGPT's JSON-schema check then
-    refuses text there ("1" is not of type 'integer'): the execution is not queued. Plain model
-    validation would have read "1" as 1 and run it."""
-    b = GraphBuilder("text into optional number")
-    insert = b.node(AddToListBlock, node_id="insert", list=["a", "b"], entry="x")
-    b.link(constant(b, "position", "1"), "output", insert, "position")
-    graph_output(b, insert, "updated_list", "list")
-    append = b.node(AddToListBlock, node_id="append", list=["a", "b"], entry="x")
-    b.link(constant(b, "no_position", 1), "output", append, "position")
-    graph_output(b, append, "updated_list", "appended")
-    graph = b.build()
-
-    outcome = on_both_engines(graph, instance)
-
-    assert outcome.outputs == {"appended": [["a", "x", "b"]]}
-    assert "insert" not in outcome.counts
-    skipped = ReferenceEngine().run_sync(graph, {}).skipped
-    assert [(s.node_id, s.reason) for s in skipped] == [
-        ("insert", "pin 'position': '1' is not of type 'integer'")
-    ]
 
 
 def test_rule4_convert_follows_autogpt_type_by_type() -> None:

@@ -93,17 +93,26 @@ class Router:
         # AutoGPT re-checks the other waiting executions only when a static value made its own
         # execution ready (it returns early otherwise), newest first.
         if self._try_ready(plan, target) and is_static:
+            # Their static pins are filled from the execution just readied (AutoGPT's
+            # `next_node_input`), even as each of them, once queued, becomes the latest.
             for other in reversed(list(waiting)):
-                self._try_ready(plan, other)
+                self._try_ready(plan, other, fill_from=target)
 
     # --- readiness ---------------------------------------------------------------------------------
-    def _try_ready(self, plan: NodePlan, ex: NodeExecution, check_links: bool = True) -> bool:
-        """Queues `ex` if its inputs, with its missing static pins filled, are complete and valid.
-        An execution that stays waiting keeps none of the filled values."""
+    def _try_ready(
+        self,
+        plan: NodePlan,
+        ex: NodeExecution,
+        check_links: bool = True,
+        fill_from: NodeExecution | None = None,
+    ) -> bool:
+        """Queues `ex` if its inputs, with its missing static pins filled (from the latest queued
+        execution, unless `fill_from` is given), are complete and valid. An execution that stays
+        waiting keeps none of the filled values."""
         inputs = ex.inputs
         filled = False
         if plan.static_pins:
-            latest = self.latest.get(plan.node.id)
+            latest = fill_from or self.latest.get(plan.node.id)
             if latest is not None:
                 for pin in plan.static_pins:
                     if pin not in inputs:

@@ -103,13 +103,11 @@ class SkippedExecution:
 
 
 class RoutedValue(NamedTuple):
-    """A value on a link leaving a part of the graph, with its production order: a clock reading in
-    nanoseconds, strictly increasing within a process, so values from several compiled steps can be
-    delivered to a region in the order they were produced."""
+    """A value on a link leaving a part of the graph, numbered in the order it was produced."""
 
     link: Link
     value: Any
-    produced_at_ns: int
+    seq: int
 
 
 @dataclass(repr=False)  # asyncio reprs finished tasks' results; thousands of executions are slow to print

@@ -17,7 +17,6 @@ differently. What it owns:
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -50,7 +49,6 @@ class Router:
         self.waiting: dict[str, list[NodeExecution]] = {}
         # Node id -> its latest queued execution, whose inputs static pins reuse.
         self.latest: dict[str, NodeExecution] = {}
-        self._last_stamp = 0
 
     # --- values arriving ---------------------------------------------------------------------------
     def start(self, plan: NodePlan, inputs: dict[str, Any]) -> None:
@@ -76,10 +74,8 @@ class Router:
     def deliver(self, link: Link, value: Any, is_static: bool) -> None:
         sink = link.sink_id
         plan = self.plans.get(sink)
-        if plan is None:  # the link leaves this part of the graph: stamped with its production order
-            stamp = max(time.time_ns(), self._last_stamp + 1)
-            self._last_stamp = stamp
-            self.outbound.append(RoutedValue(link, value, stamp))
+        if plan is None:  # the link leaves this part of the graph
+            self.outbound.append(RoutedValue(link, value, len(self.outbound)))
             return
         pin = link.sink_name
         waiting = self.waiting.get(sink)

@@ -31,7 +31,7 @@ from dagster import (
 )
 
 from agent_defs.compile.mode import choose_compile
-from agent_defs.compile.plan import CompilePlan, OpKind, OpPlan, identifier, plan_compile
+from agent_defs.compile.plan import CompilePlan, OpKind, OpPlan, identifier, plan_compile, reference_order
 from agent_defs.engine import EngineLimits, GraphPart, ReferenceEngine, RunOptions, RunResult, RunStatus
 from agent_defs.graph.io_nodes import recorded_output
 from agent_defs.graph.model import Graph, Link
@@ -52,13 +52,15 @@ DETAILS_KEY = "agentflow_details"
 class PinValues(NamedTuple):
     """What travels on a Dagster edge: the link's source (so a region's inbox can route it) and every
     value that pin yielded, in order (one, unless the pin is a repeated one feeding a region), each
-    with its production order (RoutedValue.produced_at_ns), so that a region receives the values of
-    all its inputs interleaved as they were produced, not grouped per pin."""
+    with its place in the run: (the source node's place in the reference engine's order, its
+    production order within the step). A region sorts its inputs by it, so it receives them as the
+    reference engine routes them (interleaved across pins and sources), not grouped per pin, nor in
+    whatever order Dagster ran the steps."""
 
     source_id: str
     source_name: str
     values: tuple[Any, ...]
-    produced_at_ns: tuple[int, ...]
+    order: tuple[tuple[int, int], ...]
 
 
 def job_name(graph: Graph) -> str:
@@ -100,10 +102,11 @@ class _OpRunner:
     """The compute function of one op: deliver the inputs, run the part, yield what left it."""
 
     def __init__(
-        self, graph: Graph, op: OpPlan, engine: ReferenceEngine, output_nodes: frozenset[str]
+        self, graph: Graph, op: OpPlan, engine: ReferenceEngine, output_nodes: frozenset[str], rank: int
     ) -> None:
         self.graph = graph
         self.op = op
+        self.rank = rank  # its node's place in the reference engine's order (node ops)
         self.engine = engine
         self.output_nodes = output_nodes & op.nodes
         self.inbound_by_source: dict[tuple[str, str], list[Link]] = {}
@@ -113,13 +116,11 @@ class _OpRunner:
     def deliveries(self, inputs: Mapping[str, Any]) -> list[tuple[Link, Any]]:
         if self.op.kind is OpKind.NODE:
             return [(link, inputs[name].values[0]) for name, link in self.op.inputs.items() if name in inputs]
-        produced: list[tuple[int, list[Link], Any]] = []
+        produced: list[tuple[tuple[int, int], list[Link], Any]] = []
         for item in inputs.get("inbox", []):
             if isinstance(item, PinValues):
                 links = self.inbound_by_source.get((item.source_id, item.source_name), [])
-                produced.extend(
-                    zip(item.produced_at_ns, (links,) * len(item.values), item.values, strict=True)
-                )
+                produced.extend(zip(item.order, (links,) * len(item.values), item.values, strict=True))
         produced.sort(key=lambda entry: entry[0])  # stable: one pin's values keep their order
         return [(link, value) for _, links, value in produced for link in links]
 
@@ -156,12 +157,13 @@ class _OpRunner:
                 metadata={"node_executions": _truncate(details["node_executions"])},
             )
         # Several links from one (node, pin) share its output: take each yielded value once.
-        fired: dict[str, list[tuple[Any, int]]] = {}
+        fired: dict[str, list[tuple[Any, tuple[int, int]]]] = {}
         first_link: dict[str, str] = {}
-        for link, value, produced_at_ns in result.outbound:
+        for link, value, seq in result.outbound:
+            produced = (self.rank, seq)
             output_name = self.op.outputs[(link.source_id, link.source_name)]
             if first_link.setdefault(output_name, link.id) == link.id:
-                fired.setdefault(output_name, []).append((value, produced_at_ns))
+                fired.setdefault(output_name, []).append((value, produced))
         metadata = {
             "node_executions": len(result.executions),
             "node_errors": result.node_error_count,
@@ -368,6 +370,7 @@ def compile_graph(
     engine = engine or ReferenceEngine(limits=EngineLimits.from_env())
     output_nodes = frozenset(n.id for n in graph.nodes if block_type_of(n) is BlockType.OUTPUT)
     name = name or job_name(graph)
+    order = reference_order(graph)
     needs_start = _needs_start(plan)
     deps = _dependencies(plan, needs_start)
     invocations: dict[NodeInvocation, dict[str, Any]] = {}
@@ -375,7 +378,8 @@ def compile_graph(
     for op in plan.ops:
         definition = _shared_op(graph, op)
         node_defs[definition.name] = definition
-        _RUNNERS[(name, op.name)] = _OpRunner(graph, op, engine, output_nodes)
+        rank = min(order[node_id] for node_id in op.nodes) if op.nodes else 0
+        _RUNNERS[(name, op.name)] = _OpRunner(graph, op, engine, output_nodes, rank)
         invocations[NodeInvocation(definition.name, alias=op.name, tags=_node_tags(graph, op))] = deps.get(
             op.name, {}
         )

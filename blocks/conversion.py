@@ -39,7 +39,9 @@ def _to_list(value: Any) -> list[Any]:
     if isinstance(value, list | tuple | set):
         return list(value)
     if isinstance(value, dict):
-        return list(value.items())
+        # AutoGPT makes (key, value) tuples, but every value reaches the next node through its
+        # database service as JSON, where a pair is a two-item list: values here stay JSON-shaped.
+        return [[k, v] for k, v in value.items()]
     if isinstance(value, str):
         text = value.strip()
         if text.startswith("[") and text.endswith("]"):

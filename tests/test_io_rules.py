@@ -98,7 +98,7 @@ def test_rule4_convert_follows_autogpt_type_by_type() -> None:
     assert convert({"a": 1, "b": 2}, int) == 2
     assert convert(False, str) == "false" and convert({"k": [1]}, str) == '{"k": [1]}'
     assert convert("x", list) == ["x"] and convert("[1, 2]", list[int]) == [1, 2]
-    assert convert({"k": "v"}, list) == [("k", "v")]
+    assert convert({"k": "v"}, list) == [["k", "v"]]  # AutoGPT's pairs, as JSON carries them
     assert convert("not json", dict) == {"value": "not json"} and convert([5, 6], dict[str, int]) == {
         "0": 5,
         "1": 6,

@@ -269,3 +269,22 @@ def test_rule8_region_fed_by_two_starting_nodes_sees_them_in_run_order(instance:
     as Dagster happened to step them), the region gives "3|1" three times and "3|3" once."""
     assert _outputs(region_order_graph()) == {"text": ['"3|1"', '"3|1"', '"3|3"', '"3|3"']}
     assert_follows_model(region_order_graph(), instance=instance)
+
+
+def never_ready_graph() -> Graph:
+    b = GraphBuilder("never ready")
+    source = b.node(AgentInputBlock, node_id="source", name="source", value={"j": [7, 8]})
+    store = b.node(StoreValueBlock, node_id="store", input=0)
+    b.link(source, "result", store, "input")
+    b.link(source, "result_#_k", store, "data")  # the value has no `k`: this link never fires
+    b.node(AgentOutputBlock, node_id="out", name="out")
+    b.link(store, "output", "out", "value")
+    return b.build()
+
+
+def test_rule8_a_node_that_never_becomes_ready_leaves_the_other_counts_alone(
+    instance: DagsterInstance,
+) -> None:
+    """`store` waits for `data` forever; the input node still ran once, on both engines."""
+    assert model_side(never_ready_graph()).counts == {"source": 1}
+    assert_follows_model(never_ready_graph(), instance=instance)

@@ -388,7 +388,13 @@ def compile_graph(
         invocations[NodeInvocation(START.name)] = {}
     node_defs[SUMMARY.name] = SUMMARY
     start = [DependencyDefinition(START_OP, "go")] if needs_start else []
-    summary_sources = start + [DependencyDefinition(op.name, "result") for op in plan.ops]
+    # Every output of every op: Dagster skips a fan-in only when all its sources were skipped, and a
+    # run whose last ops never became ready (their inputs never fired) must still be summarised.
+    summary_sources = start + [
+        DependencyDefinition(op.name, output)
+        for op in plan.ops
+        for output in ("result", *sorted(set(op.outputs.values())))
+    ]
     invocations[NodeInvocation(SUMMARY.name)] = {"results": MultiDependencyDefinition(summary_sources)}
     graph_def = GraphDefinition(
         name=name,

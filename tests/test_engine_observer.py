@@ -1,5 +1,6 @@
-"""The engine's observer hooks: blocking ones (credits in Postgres, events in Redis) run off the event
-loop, and a streaming node's live events carry each output once, not all earlier ones again."""
+"""The engine's blocking calls (observer hooks: credits in Postgres, events in Redis; circuit breakers
+and the output cache in Redis) run off the event loop, and a streaming node's live events carry each
+output once, not all earlier ones again."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 from uuid import uuid4
 
@@ -19,7 +20,7 @@ from agent_defs.graph.builder import GraphBuilder
 from agent_defs.graph.model import Graph
 from agent_defs.platform.observer import PlatformObserver
 from agent_defs.requests.events import EventPublisher
-from blocks import Block
+from blocks import REGISTRY, Block, BlockInput, BlockOutput, BlockRegistry, RunContext
 from blocks.library.io import AgentOutputBlock
 from blocks.library.iteration import StepThroughItemsBlock
 
@@ -106,3 +107,74 @@ def test_streaming_node_events_carry_each_output_once(client: redis.Redis) -> No
     assert per_output[:2] == [{"item": ["a"]}, {"key": [0]}]  # before: every event resent all earlier ones
     assert sum(len(values) for outputs in per_output for values in outputs.values()) == 10
     assert events[-1]["output_data"] == {"item": ITEMS, "key": [0, 1, 2, 3, 4]}
+
+
+def _on_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+class ProviderBlock(Block):
+    """Calls a (pretend) provider: guarded by a breaker, and its outputs cacheable."""
+
+    id = "00000000-0000-4000-8000-0000000000e1"
+    description = "Echoes its input."
+    provider = "test-provider"
+    cacheable = True
+
+    class Input(BlockInput):
+        value: int
+
+    class Output(BlockOutput):
+        echo: int
+
+    async def run(self, input: Input, ctx: RunContext) -> AsyncIterator[tuple[str, Any]]:
+        yield "echo", input.value
+
+
+class RecordingBreakers:
+    """A breaker service (the BreakerService interface) that notes where it is called from."""
+
+    def __init__(self) -> None:
+        self.on_loop: list[bool] = []
+
+    def before_call(self, provider: str) -> None:
+        self.on_loop.append(_on_loop())
+
+    def record(self, provider: str, ok: bool) -> None:
+        self.on_loop.append(_on_loop())
+
+
+class RecordingCache:
+    """An output cache (the OutputCacheService interface) in a dict, noting where it is called from."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, list[tuple[str, Any]]] = {}
+        self.on_loop: list[bool] = []
+
+    def get(self, key: str) -> list[tuple[str, Any]] | None:
+        self.on_loop.append(_on_loop())
+        return self.entries.get(key)
+
+    def put(self, key: str, outputs: Sequence[tuple[str, Any]], ttl_seconds: float) -> None:
+        self.on_loop.append(_on_loop())
+        self.entries[key] = list(outputs)
+
+
+def test_breaker_and_cache_calls_run_off_the_event_loop() -> None:
+    b = GraphBuilder("provider")
+    node = b.node(ProviderBlock, node_id="p", value=3)
+    b.link(node, "echo", b.node(AgentOutputBlock, node_id="out", name="out"), "value")
+    breakers, cache = RecordingBreakers(), RecordingCache()
+    engine = ReferenceEngine(
+        registry=BlockRegistry([*(type(block) for block in REGISTRY), ProviderBlock]),
+        breakers=breakers,
+        cache=cache,
+    )
+    assert engine.run_sync(b.build()).outputs["out"] == [3]
+    assert engine.run_sync(b.build()).outputs["out"] == [3]  # from the cache this time
+    assert len(breakers.on_loop) == 2 and len(cache.on_loop) == 3  # get, put; get (a hit)
+    assert not any(breakers.on_loop + cache.on_loop), "a Redis call ran on the event loop"  # before: all

@@ -6,7 +6,6 @@ No Dagster here: blocks run the same inside the reference engine, a region op or
 from __future__ import annotations
 
 import inspect
-import json
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -14,6 +13,8 @@ from enum import StrEnum
 from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter, ValidationError
+
+from blocks.conversion import PinConversionError, convert_input
 
 
 class BlockDefinitionError(TypeError):
@@ -352,24 +353,21 @@ class Block:
     def make_input(self, data: Mapping[str, Any]) -> BlockInput:
         """Validate a node execution's merged input (defaults, pin values, mask) into the Input model.
 
-        Like AutoGPT, values that fail validation are converted to the pin's declared type once
-        (e.g. 3 -> "3" for a text pin, "2.5" -> 2.5 for a number pin) before giving up. A pin given
-        None takes its own default, as in AutoGPT, whose input check and `Block.execute` leave None
-        values out (a null default would otherwise leave the node unrun, or make a text pin "None").
+        As AutoGPT's `validate_exec` does, each value is first converted to its pin's annotated type
+        (blocks/conversion.py: "2.5" -> 2.5 and "abc" -> 0 for a number pin, True -> "true" for a text
+        pin, a scalar -> [scalar] for a list pin, ...), then the model validates. A pin given None
+        takes its own default, as in AutoGPT, whose input check and `Block.execute` leave None values
+        out; a required pin given None is missing, so the input is refused.
         """
         data = {k: v for k, v in data.items() if v is not None}
         try:
-            return self.Input.model_validate(data)
-        except ValidationError as first:
-            pin_types = _pin_types(self.Input)
-            bad = {str(e["loc"][0]) for e in first.errors() if e["loc"]}
-            converted = dict(data)
-            for pin in bad & converted.keys():
-                converted[pin] = coerce(converted[pin], pin_types.get(pin))
-            try:
-                return self.Input.model_validate(converted)
-            except ValidationError as exc:
-                raise BlockInputError(_describe_validation_error(exc)) from None
+            converted = convert_input(self.Input, data)
+        except PinConversionError as exc:
+            raise BlockInputError([(exc.pin, str(exc))]) from None
+        try:
+            return self.Input.model_validate(converted)
+        except ValidationError as exc:
+            raise BlockInputError(_describe_validation_error(exc)) from None
 
     # --- pins -----------------------------------------------------------------------------------
     # Overridden by blocks whose pins depend on the node (AgentExecutor): the defaults describe the
@@ -517,55 +515,3 @@ def _describe_validation_error(exc: ValidationError) -> list[tuple[str, str]]:
         message = err["msg"] if err["type"] == "missing" else f"{err['msg']} (got {shown})"
         problems.append((pin, message))
     return problems
-
-
-_TRUE_WORDS = frozenset({"true", "yes", "1", "on", "y"})
-_FALSE_WORDS = frozenset({"false", "no", "0", "off", "n", ""})
-
-
-def coerce(value: Any, json_type: str | None) -> Any:
-    """Best-effort conversion of a value to a JSON type (AutoGPT backend/util/type.py `convert`).
-
-    Returns the value unchanged when it cannot be converted, so the caller's validation reports it.
-    """
-    try:
-        if json_type == "string":
-            if isinstance(value, str):
-                return value
-            return json.dumps(value) if isinstance(value, dict | list | tuple) else str(value)
-        if json_type in ("integer", "number"):
-            if isinstance(value, str):
-                number = float(value.strip())
-            elif isinstance(value, bool | int | float):
-                number = float(value)
-            else:
-                return value
-            return int(number) if json_type == "integer" and number.is_integer() else number
-        if json_type == "boolean":
-            if isinstance(value, str) and value.strip().lower() in _TRUE_WORDS | _FALSE_WORDS:
-                return value.strip().lower() in _TRUE_WORDS
-            if isinstance(value, int | float):
-                return bool(value)
-            return value
-        if json_type == "array":
-            if isinstance(value, str):
-                try:
-                    parsed = json.loads(value)
-                except json.JSONDecodeError:
-                    return [value]
-                return parsed if isinstance(parsed, list) else [parsed]
-            if isinstance(value, dict):
-                return list(value.values())
-            if isinstance(value, tuple | set):
-                return list(value)
-            return [value]
-        if json_type == "object":
-            if isinstance(value, str):
-                parsed = json.loads(value)
-                return parsed if isinstance(parsed, dict) else value
-            if isinstance(value, list):
-                return dict(enumerate(value))
-            return value
-    except (ValueError, TypeError, OverflowError):
-        return value
-    return value

@@ -116,15 +116,19 @@ def new_id(label: str) -> str:
 
 @contextmanager
 def listener_workspace(
-    tmp_path: Path, storage: dict[str, Any] | None = None, execute_runs: bool = False
+    tmp_path: Path,
+    storage: dict[str, Any] | None = None,
+    execute_runs: bool = False,
+    graphs: tuple[Path, ...] = (),
 ) -> Iterator[tuple[DagsterInstance, Any]]:
     """A Dagster instance (SQLite, or `storage` overrides) and the `agent_defs` code location loaded
-    in this process from a directory holding count_to_n.json (the environment it reads at load is
-    set by `listener_env`). Runs stay QUEUED, or with `execute_runs` run in this process as soon as
-    they are created."""
+    in this process from a directory holding count_to_n.json and `graphs` (the environment it reads
+    at load is set by `listener_env`). Runs stay QUEUED, or with `execute_runs` run in this process
+    as soon as they are created."""
     agents = tmp_path / "agents"
     agents.mkdir()
-    shutil.copy(project_root() / "agents" / "count_to_n.json", agents / "count_to_n.json")
+    for graph_file in (project_root() / "agents" / "count_to_n.json", *graphs):
+        shutil.copy(graph_file, agents / graph_file.name)
     queued = {"run_coordinator": {"module": "dagster._core.run_coordinator", "class": "QueuedRunCoordinator"}}
     overrides: dict[str, Any] = {
         **({} if execute_runs else queued),

@@ -137,7 +137,8 @@ def inputs_for(graph: Graph, raw: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(name, str) or node.input_default.get("value") is not None:
             continue
         spec = schema.get(name) or {}
-        examples = spec.get("examples") or node.input_default.get("placeholder_values") or []
+        choices = node.input_default.get("options") or node.input_default.get("placeholder_values")
+        examples = spec.get("examples") or choices or []
         if examples:
             inputs[name] = examples[0]
         elif spec.get("default") is not None:

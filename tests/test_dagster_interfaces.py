@@ -246,35 +246,39 @@ def test_job_execute_refuses_a_wrongly_typed_input(cli_env: DagsterEnv, tmp_path
     assert "abc" in output, output
 
 
-def test_job_execute_names_a_missing_required_input(
+def test_job_execute_runs_without_an_input_as_autogpt_and_names_an_unknown_one(
     cli_env: DagsterEnv, instance: DagsterInstance, tmp_path: Path
 ) -> None:
+    """An input without a value runs as on the reference engine and in AutoGPT (its input node yields
+    nothing, so nothing behind it runs: issue 12, rule 8b); a misspelt input is refused by name."""
     agents = agents_dir_with_examples(tmp_path / "agents")
     greeting = template_graph(
         "5e1ec7ed-0000-4000-8000-00000000a001", "Needs Person", "hello {{x}}", SHORT_TEXT_INPUT
     )
-    greeting["nodes"][0]["input_default"]["name"] = "person_name"  # no "value": a required input
+    greeting["nodes"][0]["input_default"]["name"] = "person_name"  # no "value": an input without a default
     write_json(agents / "needs_person.json", greeting)
     env = DagsterEnv(cli_env.pg_url, cli_env.agentflow_home, agents)
     before = {r.run_id for r in instance.get_runs()}
 
-    empty = env.dagster("job", "execute", "-m", "agent_defs", "-j", "Needs_Person_v1")
-    output = empty.stdout + empty.stderr
-    assert empty.returncode != 0, output
-    assert "person_name" in output, output
-
     config = tmp_path / "config.yaml"
-    config.write_text("inputs: {}\n", encoding="utf-8")
-    blank = env.dagster("job", "execute", "-m", "agent_defs", "-j", "Needs_Person_v1", "-c", config)
-    output = blank.stdout + blank.stderr
-    assert blank.returncode != 0, output
-    assert "person_name" in output, output
+    config.write_text("inputs: {persn_name: Ada}\n", encoding="utf-8")
+    misspelt = env.dagster("job", "execute", "-m", "agent_defs", "-j", "Needs_Person_v1", "-c", config)
+    output = misspelt.stdout + misspelt.stderr
+    assert misspelt.returncode != 0, output
+    assert "persn_name" in output, output
+    assert {r.run_id for r in instance.get_runs()} == before  # the refused config made no run
 
-    # The same job runs once the input is given: the failures above were about the input alone.
+    empty = env.dagster("job", "execute", "-m", "agent_defs", "-j", "Needs_Person_v1")
+    assert empty.returncode == 0, empty.stdout + empty.stderr
+    (empty_run,) = {r.run_id for r in instance.get_runs()} - before
+    summary = read_run_summary(instance, empty_run)
+    assert (summary["job"], summary["dagster_status"]) == ("Needs_Person_v1", "SUCCESS")
+    assert summary["outputs"] == {}
+
     config.write_text("inputs: {person_name: Ada}\n", encoding="utf-8")
     ok = env.dagster("job", "execute", "-m", "agent_defs", "-j", "Needs_Person_v1", "-c", config)
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    (new_run,) = {r.run_id for r in instance.get_runs()} - before  # the refused configs made no run
+    (new_run,) = {r.run_id for r in instance.get_runs()} - before - {empty_run}
     summary = read_run_summary(instance, new_run)
     assert (summary["job"], summary["dagster_status"]) == ("Needs_Person_v1", "SUCCESS")
     assert summary["outputs"] == {"text": ["hello Ada"]}

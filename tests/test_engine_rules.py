@@ -189,14 +189,15 @@ def test_rule1_node_waits_for_every_linked_pin_even_optional_ones() -> None:
 def test_rule1_starting_nodes_and_merged_input_validation() -> None:
     b = GraphBuilder("start")
     calc = b.node(CalculatorBlock, node_id="calc", operation="Add", a=2, b=3)  # no links: starts at once
-    bad = b.node(CalculatorBlock, node_id="bad", operation="Add", a="two", b=3)  # starts, input invalid
+    # Starts, input invalid: no operation of that name (text into a number pin would be converted).
+    bad = b.node(CalculatorBlock, node_id="bad", operation="Modulo", a=2, b=3)
     out = graph_output(b, "sum")
     b.link(calc, "result", out, "value")
     result = engine().run_sync(b.build())
     assert result.outputs == {"sum": [5.0]}
     assert bad not in result.execution_counts()
     assert [s.node_id for s in result.skipped] == ["bad"]
-    assert "pin 'a'" in result.skipped[0].reason
+    assert "pin 'operation'" in result.skipped[0].reason
 
 
 # --- rule 2: FIFO queues per pin ---------------------------------------------------------------------

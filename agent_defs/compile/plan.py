@@ -12,6 +12,7 @@ ever leaves a region.
 from __future__ import annotations
 
 import re
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -165,6 +166,43 @@ def multi_execution_nodes(graph: Graph, registry: BlockRegistry = REGISTRY) -> s
     return many
 
 
+def reference_order(graph: Graph, registry: BlockRegistry = REGISTRY) -> dict[str, int]:
+    """Node id -> the position at which the reference engine (ready executions in FIFO order) first
+    runs it, assuming every linked pin fires, in link order. A region op receives the values of
+    several node ops in this order, so it sees them as the reference engine routes them, whatever
+    order Dagster ran those steps in. Nodes never reached come last, in graph order."""
+    blocks = {
+        n.id: b for n in graph.nodes if (b := registry.get(n.block_id)) and b.block_type is not BlockType.NOTE
+    }
+    links_out: dict[str, list[Link]] = {}
+    required: dict[str, set[str]] = {node_id: set() for node_id in blocks}
+    for lk in graph.links:
+        if lk.source_id in blocks and lk.sink_id in blocks:
+            links_out.setdefault(lk.source_id, []).append(lk)
+            if lk.sink_name not in blocks[lk.sink_id].optional_link_pins:
+                required[lk.sink_id].add(lk.sink_name)
+    queue = deque(
+        node_id
+        for node_id, block in blocks.items()
+        if block.block_type is BlockType.INPUT or not required[node_id]
+    )
+    queued = set(queue)
+    arrived: dict[str, set[str]] = {}
+    order: dict[str, int] = {}
+    while queue:
+        node_id = queue.popleft()
+        order[node_id] = len(order)
+        for lk in links_out.get(node_id, ()):
+            pins = arrived.setdefault(lk.sink_id, set())
+            pins.add(lk.sink_name)
+            if lk.sink_id not in queued and required[lk.sink_id] <= pins:
+                queued.add(lk.sink_id)
+                queue.append(lk.sink_id)
+    for node_id in blocks:
+        order.setdefault(node_id, len(order))
+    return order
+
+
 def plan_compile(graph: Graph, fused: bool = False, registry: BlockRegistry = REGISTRY) -> CompilePlan:
     runnable = [
         n
@@ -232,4 +270,12 @@ def plan_compile(graph: Graph, fused: bool = False, registry: BlockRegistry = RE
     return CompilePlan(graph, ops, op_of_node)
 
 
-__all__ = ["CompilePlan", "OpKind", "OpPlan", "identifier", "multi_execution_nodes", "plan_compile"]
+__all__ = [
+    "CompilePlan",
+    "OpKind",
+    "OpPlan",
+    "identifier",
+    "multi_execution_nodes",
+    "plan_compile",
+    "reference_order",
+]

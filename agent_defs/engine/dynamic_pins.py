@@ -1,7 +1,9 @@
 """Dynamic pins (rule 5): `values_#_key`, `items_$_0`, `obj_@_attr`.
 
-On a source pin they pick a part of the yielded value (a path that does not resolve sends nothing);
-on a sink pin they are merged back into the base input.
+On a source pin they pick a part of the yielded value: a path that does not resolve, or resolves to
+None, sends nothing, and `_@_` reads attributes only (it does not index a dict), as AutoGPT's
+`parse_execution_output` does. On a sink pin they are merged back into the base input; a list index
+that is not a whole number makes the input invalid (AutoGPT's `merge_execution_input` raises).
 """
 
 from __future__ import annotations
@@ -51,65 +53,67 @@ def extract(output_pin: str, value: Any, link_source: str) -> Any:
             if not isinstance(current, Mapping) or ident not in current:
                 return NOTHING
             current = current[ident]
-        else:  # OBJC_SPLIT
-            if isinstance(current, Mapping):
-                if ident not in current:
-                    return NOTHING
-                current = current[ident]
-            elif hasattr(current, ident):
-                current = getattr(current, ident)
-            else:
+        else:  # OBJC_SPLIT: an attribute; a dict's keys are not attributes (nor are its methods sent)
+            if isinstance(current, Mapping) or not hasattr(current, ident):
                 return NOTHING
-    return current
+            current = getattr(current, ident)
+    # A path that resolves to None fires nothing (only an exact pin name sends a None).
+    return NOTHING if current is None else current
+
+
+class DynamicPinError(ValueError):
+    """A sink pin's dynamic path cannot be merged (a list index that is not a whole number)."""
+
+    def __init__(self, pin: str, message: str) -> None:
+        super().__init__(f"pin {pin!r}: {message}")
+        self.pin = pin
 
 
 def merge(data: Mapping[str, Any]) -> dict[str, Any]:
-    """Fold dynamic sink pins into their base input: {"values_#_a": 1} -> {"values": {"a": 1}}."""
+    """Fold dynamic sink pins into their base input: {"values_#_a": 1} -> {"values": {"a": 1}}.
+
+    As AutoGPT's `merge_execution_input`: keys are taken in order, so a base value given before its
+    dynamic pins (a default) is extended by them, one given after replaces them. Containers are
+    copied, never changed in place: they may be the node's stored defaults."""
     result: dict[str, Any] = {}
-    dynamic: list[tuple[str, Any]] = []
     for key, value in data.items():
-        if is_dynamic(key):
-            dynamic.append((key, value))
-        else:
+        first = _TOKEN.search(key)
+        tokens = _tokens(key[first.start() :]) if first is not None else None
+        if first is None or tokens is None:
             result[key] = value
-    for key, value in sorted(dynamic, key=lambda kv: kv[0]):
-        _assign(result, key, value)
+            continue
+        base = key[: first.start()]
+        result[base] = _assign(result.get(base), tokens, value, key)
     return result
 
 
-def _assign(root: dict[str, Any], key: str, value: Any) -> None:
-    first = _TOKEN.search(key)
-    assert first is not None
-    base = key[: first.start()]
-    tokens = _tokens(key[first.start() :]) or []
-    container_key: Any = base
-    parent: Any = root
-    for sep, ident in tokens:
-        current = parent[container_key] if _has(parent, container_key) else None
-        if sep == LIST_SPLIT:
-            if not isinstance(current, list):
-                current = list(current) if isinstance(current, tuple) else []
-            index = int(ident) if ident.isdigit() else len(current)
-            if index >= len(current):
-                current.extend([None] * (index - len(current) + 1))
-            _set(parent, container_key, current)
-            parent, container_key = current, index
-        else:  # DICT_SPLIT and OBJC_SPLIT both build a mapping here
-            if not isinstance(current, dict):
-                current = dict(current) if isinstance(current, Mapping) else {}
-            _set(parent, container_key, current)
-            parent, container_key = current, ident
-    _set(parent, container_key, value)
+def _assign(container: Any, tokens: list[tuple[str, str]], value: Any, key: str) -> Any:
+    """`container` with `value` set along `tokens`, as a copy."""
+    if not tokens:
+        return value
+    (sep, ident), rest = tokens[0], tokens[1:]
+    if sep == LIST_SPLIT:
+        if not ident.isdigit():
+            raise DynamicPinError(key, f"list index {ident!r} after {LIST_SPLIT} must be a whole number")
+        index = int(ident)
+        items = list(container) if isinstance(container, list | tuple) else []
+        if index >= len(items):
+            items.extend([None] * (index - len(items) + 1))
+        items[index] = _assign(items[index], rest, value, key)
+        return items
+    # DICT_SPLIT and OBJC_SPLIT both build a mapping here (blocks take objects as dicts).
+    mapping = dict(container) if isinstance(container, Mapping) else {}
+    mapping[ident] = _assign(mapping.get(ident), rest, value, key)
+    return mapping
 
 
-def _has(parent: Any, key: Any) -> bool:
-    if isinstance(parent, list):
-        return 0 <= key < len(parent)
-    return key in parent
-
-
-def _set(parent: Any, key: Any, value: Any) -> None:
-    parent[key] = value
-
-
-__all__ = ["DICT_SPLIT", "LIST_SPLIT", "NOTHING", "OBJC_SPLIT", "extract", "is_dynamic", "merge"]
+__all__ = [
+    "DICT_SPLIT",
+    "LIST_SPLIT",
+    "NOTHING",
+    "OBJC_SPLIT",
+    "DynamicPinError",
+    "extract",
+    "is_dynamic",
+    "merge",
+]

@@ -4,7 +4,9 @@ A node's `input_default` is checked the way the engine checks a node execution's
 its dynamic pins folded back, then validated by the block with AutoGPT's conversion (`make_input`:
 a numeric string into a number pin, a number into a text pin, ... are fine). A default the engine
 would refuse (wrong type that no conversion bridges, a value outside an enum) would leave the node
-silently unrun, so validation refuses it, naming the pin and what it takes.
+silently unrun, and one AutoGPT's conversion would replace by a made-up value (text that is no
+number -> 0, a list -> its length) is a mistake in the export: validation refuses both, naming the
+pin and what it takes.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from blocks import Block, BlockType
+from blocks.conversion import invented_values
 from blocks.sdk import BlockInputError
 
 
@@ -30,11 +33,16 @@ def default_problems(
     if block.block_type is BlockType.NOTE:
         return
     # Imported here: the engine imports validation, which imports this module.
-    from agent_defs.engine.dynamic_pins import merge
+    from agent_defs.engine.dynamic_pins import DynamicPinError, merge
 
-    given = merge(_used_defaults(input_default, linked - block.optional_link_pins))
+    try:
+        given = merge(_used_defaults(input_default, linked - block.optional_link_pins))
+    except DynamicPinError as exc:
+        yield exc.pin, str(exc)
+        return
     if not given:
         return
+    reported: set[str] = set()
     try:
         block.make_input(given)
     except BlockInputError as exc:
@@ -43,7 +51,13 @@ def default_problems(
             # Missing required pins are reported on their own; checks across pins (no pin named)
             # depend on values that arrive at run time.
             if base in given:
+                reported.add(base)
                 yield base, f"default does not fit the pin{_declared(block, input_default, base)}: {message}"
+    # A default that AutoGPT's conversion would replace by a made-up value ("abc" -> 0) runs, as a
+    # linked value does, but in an export it is a mistake: refused here.
+    for pin, message in invented_values(block.Input, given):
+        if pin not in reported:
+            yield pin, f"default does not fit the pin{_declared(block, input_default, pin)}: {message}"
 
 
 def _declared(block: Block, input_default: Mapping[str, Any], pin: str) -> str:

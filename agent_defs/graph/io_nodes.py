@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from blocks import REGISTRY, BlockType
@@ -53,3 +54,10 @@ def graph_input_spec(graph: Graph) -> dict[str, dict[str, Any]]:
             "node_id": node.id,
         }
     return spec
+
+
+def recorded_output(input_data: Mapping[str, Any]) -> tuple[str, Any]:
+    """What an AgentOutput node execution adds to the run's outputs: (its `name`, the `value` that
+    reached it). AutoGPT's GraphExecution reads the node execution's input, not the text the block
+    yields (formatted with `format`), which stays the node's own `output`."""
+    return str(input_data.get("name")), input_data.get("value")

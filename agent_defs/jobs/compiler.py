@@ -31,8 +31,9 @@ from dagster import (
 )
 
 from agent_defs.compile.mode import choose_compile
-from agent_defs.compile.plan import CompilePlan, OpKind, OpPlan, identifier, plan_compile
+from agent_defs.compile.plan import CompilePlan, OpKind, OpPlan, identifier, plan_compile, reference_order
 from agent_defs.engine import EngineLimits, GraphPart, ReferenceEngine, RunOptions, RunResult, RunStatus
+from agent_defs.graph.io_nodes import recorded_output
 from agent_defs.graph.model import Graph, Link
 from agent_defs.jobs.run_config import RUN_RESOURCE_KEY, AgentRunParams, job_config_mapping
 from agent_defs.jobs.services import SERVICES_RESOURCE_KEY, PlatformServices
@@ -50,11 +51,16 @@ DETAILS_KEY = "agentflow_details"
 
 class PinValues(NamedTuple):
     """What travels on a Dagster edge: the link's source (so a region's inbox can route it) and every
-    value that pin yielded, in order (one, unless the pin is a repeated one feeding a region)."""
+    value that pin yielded, in order (one, unless the pin is a repeated one feeding a region), each
+    with its place in the run: (the source node's place in the reference engine's order, its
+    production order within the step). A region sorts its inputs by it, so it receives them as the
+    reference engine routes them (interleaved across pins and sources), not grouped per pin, nor in
+    whatever order Dagster ran the steps."""
 
     source_id: str
     source_name: str
     values: tuple[Any, ...]
+    order: tuple[tuple[int, int], ...]
 
 
 def job_name(graph: Graph) -> str:
@@ -67,7 +73,7 @@ def _truncate(value: Any) -> str:
 
 
 def _execution_metadata(result: RunResult, output_nodes: frozenset[str]) -> dict[str, Any]:
-    """This op's node executions, and the graph outputs they produced stamped with their end time
+    """This op's node executions, and the graph outputs they recorded stamped with their start time
     (so the summary can order outputs from several ops as they happened)."""
     executions = [
         {
@@ -83,11 +89,11 @@ def _execution_metadata(result: RunResult, output_nodes: frozenset[str]) -> dict
         "skipped": [
             {"node_id": s.node_id, "block": s.block_name, "reason": s.reason} for s in result.skipped
         ],
+        # Each AgentOutput execution that started records the value that reached it, as the engine does.
         "graph_outputs": [
-            [e.ended_at, str((e.input_data or {}).get("name")), value]
+            [e.started_at, *recorded_output(e.input_data or {})]
             for e in result.executions
-            for pin, value in e.outputs
-            if pin == "output" and e.node_id in output_nodes
+            if e.node_id in output_nodes and e.started_at
         ],
     }
 
@@ -96,10 +102,11 @@ class _OpRunner:
     """The compute function of one op: deliver the inputs, run the part, yield what left it."""
 
     def __init__(
-        self, graph: Graph, op: OpPlan, engine: ReferenceEngine, output_nodes: frozenset[str]
+        self, graph: Graph, op: OpPlan, engine: ReferenceEngine, output_nodes: frozenset[str], rank: int
     ) -> None:
         self.graph = graph
         self.op = op
+        self.rank = rank  # its node's place in the reference engine's order (node ops)
         self.engine = engine
         self.output_nodes = output_nodes & op.nodes
         self.inbound_by_source: dict[tuple[str, str], list[Link]] = {}
@@ -109,12 +116,13 @@ class _OpRunner:
     def deliveries(self, inputs: Mapping[str, Any]) -> list[tuple[Link, Any]]:
         if self.op.kind is OpKind.NODE:
             return [(link, inputs[name].values[0]) for name, link in self.op.inputs.items() if name in inputs]
-        delivered: list[tuple[Link, Any]] = []
+        produced: list[tuple[tuple[int, int], list[Link], Any]] = []
         for item in inputs.get("inbox", []):
             if isinstance(item, PinValues):
                 links = self.inbound_by_source.get((item.source_id, item.source_name), [])
-                delivered.extend((link, value) for value in item.values for link in links)
-        return delivered
+                produced.extend(zip(item.order, (links,) * len(item.values), item.values, strict=True))
+        produced.sort(key=lambda entry: entry[0])  # stable: one pin's values keep their order
+        return [(link, value) for _, links, value in produced for link in links]
 
     def __call__(self, context: OpExecutionContext, inputs: Mapping[str, Any]) -> Iterator[Output[Any]]:
         params: AgentRunParams = getattr(context.resources, RUN_RESOURCE_KEY)
@@ -149,12 +157,13 @@ class _OpRunner:
                 metadata={"node_executions": _truncate(details["node_executions"])},
             )
         # Several links from one (node, pin) share its output: take each yielded value once.
-        fired: dict[str, list[Any]] = {}
+        fired: dict[str, list[tuple[Any, tuple[int, int]]]] = {}
         first_link: dict[str, str] = {}
-        for link, value in result.outbound:
+        for link, value, seq in result.outbound:
+            produced = (self.rank, seq)
             output_name = self.op.outputs[(link.source_id, link.source_name)]
             if first_link.setdefault(output_name, link.id) == link.id:
-                fired.setdefault(output_name, []).append(value)
+                fired.setdefault(output_name, []).append((value, produced))
         metadata = {
             "node_executions": len(result.executions),
             "node_errors": result.node_error_count,
@@ -169,7 +178,8 @@ class _OpRunner:
         # so a node op costs Dagster the same events as a hand-written op.
         for (source_id, source_name), output_name in self.op.outputs.items():
             if output_name in fired:
-                values = PinValues(source_id, source_name, tuple(fired[output_name]))
+                pin_values, produced = zip(*fired[output_name], strict=True)
+                values = PinValues(source_id, source_name, pin_values, produced)
                 yield Output(values, output_name, metadata=metadata)
                 metadata = {}
         if metadata:
@@ -360,6 +370,7 @@ def compile_graph(
     engine = engine or ReferenceEngine(limits=EngineLimits.from_env())
     output_nodes = frozenset(n.id for n in graph.nodes if block_type_of(n) is BlockType.OUTPUT)
     name = name or job_name(graph)
+    order = reference_order(graph)
     needs_start = _needs_start(plan)
     deps = _dependencies(plan, needs_start)
     invocations: dict[NodeInvocation, dict[str, Any]] = {}
@@ -367,7 +378,8 @@ def compile_graph(
     for op in plan.ops:
         definition = _shared_op(graph, op)
         node_defs[definition.name] = definition
-        _RUNNERS[(name, op.name)] = _OpRunner(graph, op, engine, output_nodes)
+        rank = min(order[node_id] for node_id in op.nodes) if op.nodes else 0
+        _RUNNERS[(name, op.name)] = _OpRunner(graph, op, engine, output_nodes, rank)
         invocations[NodeInvocation(definition.name, alias=op.name, tags=_node_tags(graph, op))] = deps.get(
             op.name, {}
         )
@@ -376,7 +388,13 @@ def compile_graph(
         invocations[NodeInvocation(START.name)] = {}
     node_defs[SUMMARY.name] = SUMMARY
     start = [DependencyDefinition(START_OP, "go")] if needs_start else []
-    summary_sources = start + [DependencyDefinition(op.name, "result") for op in plan.ops]
+    # Every output of every op: Dagster skips a fan-in only when all its sources were skipped, and a
+    # run whose last ops never became ready (their inputs never fired) must still be summarised.
+    summary_sources = start + [
+        DependencyDefinition(op.name, output)
+        for op in plan.ops
+        for output in ("result", *sorted(set(op.outputs.values())))
+    ]
     invocations[NodeInvocation(SUMMARY.name)] = {"results": MultiDependencyDefinition(summary_sources)}
     graph_def = GraphDefinition(
         name=name,

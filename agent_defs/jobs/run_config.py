@@ -9,7 +9,18 @@ from __future__ import annotations
 from typing import Any
 
 from dagster import Any as DagsterAny
-from dagster import Bool, ConfigMapping, ConfigurableResource, Field, Float, Int, Permissive, Shape, String
+from dagster import (
+    Bool,
+    ConfigMapping,
+    ConfigurableResource,
+    Field,
+    Float,
+    Int,
+    Noneable,
+    Permissive,
+    Shape,
+    String,
+)
 
 from agent_defs.graph.io_nodes import graph_input_spec
 from agent_defs.graph.model import Graph
@@ -33,16 +44,21 @@ def _input_field(spec: dict[str, Any]) -> Field:
     config_type = _DAGSTER_TYPES.get(spec["type"] or "", DagsterAny)
     description = spec["description"] or None
     if spec["default"] is None:
-        return Field(config_type, is_required=True, description=description)
+        # Optional, as in AutoGPT and the reference engine: an input node given no value (or null)
+        # yields nothing and the nodes that wait for it do not run.
+        return Field(Noneable(config_type), is_required=False, description=description)
     return Field(config_type, default_value=spec["default"], is_required=False, description=description)
 
 
 def job_config_schema(graph: Graph) -> dict[str, Field]:
     inputs = {name: _input_field(spec) for name, spec in graph_input_spec(graph).items()}
     return {
-        "inputs": Field(Shape(inputs), description="The graph's inputs, by input node name")
-        if any(f.is_required for f in inputs.values())
-        else Field(Shape(inputs), default_value={}, is_required=False, description="The graph's inputs"),
+        "inputs": Field(
+            Shape(inputs),
+            default_value={},
+            is_required=False,
+            description="The graph's inputs, by input node name",
+        ),
         "user_id": Field(String, default_value="local", description="The user the run belongs to"),
         "input_masks": Field(
             Permissive(),
@@ -55,7 +71,8 @@ def job_config_schema(graph: Graph) -> dict[str, Field]:
 def job_config_mapping(graph: Graph, console_log_level: str = "INFO") -> ConfigMapping:
     def to_run_config(config: dict[str, Any]) -> dict[str, Any]:
         params = {
-            "inputs": config.get("inputs") or {},
+            # An input given null is an input without a value (the resource's map takes no nulls).
+            "inputs": {k: v for k, v in (config.get("inputs") or {}).items() if v is not None},
             "user_id": config["user_id"],
             "input_masks": config.get("input_masks") or {},
         }

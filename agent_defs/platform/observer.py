@@ -22,6 +22,10 @@ def _when(timestamp: float) -> datetime | None:
 
 
 class PlatformObserver:
+    # Its hooks write to Postgres (credits) and Redis (events): the engine calls them in a worker
+    # thread, off its event loop.
+    blocking = True
+
     def __init__(
         self,
         graph: Graph,
@@ -54,7 +58,9 @@ class PlatformObserver:
             self._charged[execution.id] = execution.cost
 
     def on_output(self, execution: NodeExecution, pin: str, value: Any) -> None:
-        self._publish(execution, "RUNNING")
+        # Only the new output: re-sending every earlier one on each yield is quadratic for a node that
+        # streams many. The final event (after_node) carries them all.
+        self._publish(execution, "RUNNING", {pin: [value]})
 
     def after_node(self, execution: NodeExecution, block: Block) -> None:
         self._publish(execution, execution.status.value)
@@ -75,12 +81,15 @@ class PlatformObserver:
                     self.ledger.refund(key, f"{block.name} node {execution.node_id} failed")
 
     # --- live events -------------------------------------------------------------------------------
-    def _publish(self, execution: NodeExecution, status: str) -> None:
+    def _publish(
+        self, execution: NodeExecution, status: str, outputs: dict[str, list[Any]] | None = None
+    ) -> None:
         if self.publisher is None:
             return
-        outputs: dict[str, list[Any]] = {}
-        for pin, value in execution.outputs:
-            outputs.setdefault(pin, []).append(value)
+        if outputs is None:
+            outputs = {}
+            for pin, value in execution.outputs:
+                outputs.setdefault(pin, []).append(value)
         event = node_execution_update(
             user_id=self.user_id,
             graph_id=self.graph.id,

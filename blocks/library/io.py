@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 
 from blocks.sdk import (
     Block,
@@ -163,10 +163,17 @@ class AgentNumberInputBlock(_AgentInputBase):
 class AgentDropdownInputBlock(_AgentInputBase):
     id = "655d6fdf-a334-421c-b733-520549c07cd1"
     repeated_output_pins = frozenset()
-    description = "Graph input chosen from a dropdown of `placeholder_values`."
+    description = "Graph input chosen from a dropdown of `options` (older exports: `placeholder_values`)."
 
     class Input(_AgentInputFields):
         value: str | None = Field(default=None, description="Text selected from a dropdown")
+        # Newer exports name the choices `options`; older ones `placeholder_values` (AutoGPT reads
+        # either into `options`, with a validation alias).
+        options: list[Any] = Field(
+            default_factory=list,
+            validation_alias=AliasChoices("options", "placeholder_values"),
+            description="The dropdown's choices; empty for free text",
+        )
 
     class Output(BlockOutput):
         result: str = Field(description="Selected dropdown value")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -142,6 +143,9 @@ def listener_workspace(
         synchronous_run_coordinator=execute_runs,
         synchronous_run_launcher=execute_runs,
     ) as instance:
+        # The repository caches what its function returned on the module's object: a location loaded
+        # earlier in this process would keep the graphs of that test's store.
+        sys.modules.pop("agent_defs.definitions", None)
         origin = InProcessCodeLocationOrigin(
             LoadableTargetOrigin(module_name="agent_defs", working_directory=str(project_root())),
             location_name=LOCATION,

@@ -76,7 +76,8 @@ OUT_PINS = {
 def family_graphs(draw: st.DrawFn, family: str) -> Graph:
     """Acyclic graphs (so every run ends): 1-3 sources (a stream, a StoreValue latch, a graph input),
     1-3 nodes each fed from earlier nodes (one source into several pins, static and non-static links
-    mixed into one pin), and AgentOutputs on some of them."""
+    mixed into one pin), and AgentOutputs on some of them. Values are copied per node: no two nodes
+    (nor two examples) share a dict or list, as no two AutoGPT nodes do."""
     values = {"static": STATIC_VALUES, "convert": CONVERT_VALUES, "dynamic": DYNAMIC_VALUES}[family]
     static_odds = 2 if family == "static" else 5
     b = GraphBuilder(f"{family} family")
@@ -89,18 +90,23 @@ def family_graphs(draw: st.DrawFn, family: str) -> Graph:
                     b.node(
                         StepThroughItemsBlock,
                         node_id=f"s{i}",
-                        items=draw(st.lists(values, min_size=1, max_size=3)),
+                        items=copy.deepcopy(draw(st.lists(values, min_size=1, max_size=3))),
                     ),
                     "item",
                 )
             )
         elif kind == "latch":
             # AutoGPT refuses to start a graph whose starting StoreValue holds None (a required pin).
-            latch = draw(values.filter(lambda v: v is not None))
+            latch = copy.deepcopy(draw(values.filter(lambda v: v is not None)))
             made.append((b.node(StoreValueBlock, node_id=f"s{i}", input=latch), "output"))
         else:
             made.append(
-                (b.node(AgentInputBlock, node_id=f"s{i}", name=f"in{i}", value=draw(values)), "result")
+                (
+                    b.node(
+                        AgentInputBlock, node_id=f"s{i}", name=f"in{i}", value=copy.deepcopy(draw(values))
+                    ),
+                    "result",
+                )
             )
     for j in range(draw(st.integers(1, 3))):
         block, defaults, pins = draw(st.sampled_from(MIDDLES))

@@ -31,12 +31,9 @@ from blocks.outbound import (
     PRIVATE_TEST_ADDRESS,
     PUBLIC_TEST_ADDRESS,
     CheckedAsyncTransport,
-    IPAddress,
-    OutboundPolicy,
+    ConnectsOut,
     RequestRefused,
     fixed_resolve,
-    is_blocked_address,
-    system_resolve,
 )
 from blocks.sdk import BlockSelfTest, Credentials, RunContext
 
@@ -120,27 +117,18 @@ def resolve_endpoint(
     return ProviderEndpoint(provider, base.rstrip("/"), SecretStr(str(data.get("api_key") or "")), options)
 
 
-class ProviderCalls:
+class ProviderCalls(ConnectsOut):
     """Mixin for provider blocks: an httpx client whose every request is address-checked.
 
     Self-tests replace `_resolve` (name resolution) and `_transport` (the wire, e.g. an
     httpx.MockTransport)."""
-
-    async def _resolve(self, host: str, port: int) -> list[str]:
-        return await system_resolve(host, port)
-
-    def _is_blocked(self, ip: IPAddress) -> bool:
-        """The address rule of this block's policy (tests replace it, as they replace `_resolve`)."""
-        return is_blocked_address(ip)
 
     def _transport(self) -> httpx.AsyncBaseTransport:
         return httpx.AsyncHTTPTransport()
 
     def checked_transport(self, ctx: RunContext) -> CheckedAsyncTransport:
         """The outbound policy's transport (blocks/outbound) over this block's wire."""
-        return CheckedAsyncTransport(
-            OutboundPolicy.for_settings(ctx.settings, self._resolve, self._is_blocked), self._transport()
-        )
+        return CheckedAsyncTransport(self.outbound_policy(ctx.settings), self._transport())
 
     def client(self, ctx: RunContext, timeout: httpx.Timeout) -> httpx.AsyncClient:
         return httpx.AsyncClient(

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Protocol, TypeVar
 
 import pytest
+import redis
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -75,6 +76,24 @@ def fresh_pg_schema() -> Callable[[], AbstractContextManager[str]]:
 def pg_dsn(fresh_pg_schema: Callable[[], AbstractContextManager[str]]) -> Iterator[str]:
     with fresh_pg_schema() as dsn:
         yield dsn
+
+
+@pytest.fixture
+def client() -> Iterator[redis.Redis]:
+    """A Redis client on the test Redis, decoding replies as most callers configure it."""
+    r = redis.Redis(host="127.0.0.1", port=6379, decode_responses=True)
+    yield r
+    r.close()
+
+
+@pytest.fixture
+def prefix(client: redis.Redis) -> Iterator[str]:
+    """A key prefix of this test's own; its keys are deleted afterwards."""
+    name = f"t{uuid.uuid4().hex}"
+    yield name
+    keys = list(client.scan_iter(f"{name}:*"))
+    if keys:
+        client.delete(*keys)
 
 
 class _Startable(Protocol):

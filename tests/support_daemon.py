@@ -47,7 +47,8 @@ _OWN_VARS = (
 T = TypeVar("T")
 
 
-def _admin(sql: str) -> None:
+def admin_sql(sql: str) -> None:
+    """Run one statement on the test PostgreSQL as its administrator (autocommit: CREATE DATABASE)."""
     conn = psycopg2.connect(PG_ADMIN_DSN)
     try:
         conn.autocommit = True
@@ -61,11 +62,11 @@ def _admin(sql: str) -> None:
 def fresh_database() -> Iterator[str]:
     """A new PostgreSQL database for one Dagster instance (its dagster-postgres URL), dropped after."""
     name = f"agentflow_t_{uuid.uuid4().hex[:12]}"
-    _admin(f"CREATE DATABASE {name}")
+    admin_sql(f"CREATE DATABASE {name}")
     try:
         yield f"{PG_URL_BASE}/{name}"
     finally:
-        _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 class DaemonPlatform:

@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg2
 import pytest
 from dagster import DagsterInstance, DagsterRunStatus
 from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
+from support_daemon import admin_sql
 from support_processes import free_port, stop_process_group
 
 from agent_defs.engine import ReferenceEngine
@@ -36,7 +36,6 @@ ROOT = Path(__file__).resolve().parent.parent
 AGENTS = ROOT / "agents"
 WORKSPACE = ROOT / "workspace.yaml"
 BIN = Path(sys.executable).parent
-ADMIN_DSN = os.environ.get("AGENTFLOW_TEST_DSN", "host=127.0.0.1 port=5432 dbname=test user=postgres")
 PG_HOST = "postgres@127.0.0.1:5432"
 LOCATION = "agent_defs"
 REPOSITORY = "agentflow"
@@ -121,16 +120,6 @@ def agents_dir_with_examples(path: Path) -> Path:
 # --- PostgreSQL and the Dagster home ------------------------------------------------------------------
 
 
-def _admin(sql: str) -> None:
-    conn = psycopg2.connect(ADMIN_DSN)
-    try:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(sql)
-    finally:
-        conn.close()
-
-
 @pytest.fixture(scope="session")
 def new_database() -> Iterator[Callable[[], str]]:
     """Makes fresh databases (returns a dagster-postgres URL); drops them all at the end."""
@@ -138,13 +127,13 @@ def new_database() -> Iterator[Callable[[], str]]:
 
     def make() -> str:
         name = f"agentflow_t_{uuid.uuid4().hex[:12]}"
-        _admin(f"CREATE DATABASE {name}")
+        admin_sql(f"CREATE DATABASE {name}")
         made.append(name)
         return f"postgresql://{PG_HOST}/{name}"
 
     yield make
     for name in made:
-        _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 @dataclass

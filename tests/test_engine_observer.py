@@ -8,11 +8,10 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 from uuid import uuid4
 
-import pytest
 import redis
 
 from agent_defs.engine import NodeExecution, ReferenceEngine, RunOptions
@@ -68,13 +67,6 @@ def test_blocking_observer_hooks_run_off_the_event_loop_in_order() -> None:
     assert [hook for hook, _, _ in recorder.calls if hook != "on_output"].count("before_node") == 6
     assert not [call for call in recorder.calls if call[1]], "a hook ran on the event loop"  # before: all
     assert threading.get_ident() not in {thread for _, _, thread in recorder.calls}
-
-
-@pytest.fixture
-def client() -> Iterator[redis.Redis]:
-    r = redis.Redis(host="127.0.0.1", port=6379, decode_responses=True)
-    yield r
-    r.close()
 
 
 def test_streaming_node_events_carry_each_output_once(client: redis.Redis) -> None:

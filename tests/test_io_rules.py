@@ -19,6 +19,7 @@ from agent_defs.graph.model import Graph
 from agent_defs.graph.validation import validate_graph
 from agent_defs.jobs.compiler import compile_graph
 from agent_defs.jobs.results import read_run_summary
+from bench.graphs import export as export_graph
 from blocks.library.basic import StoreValueBlock
 from blocks.library.data import GetListItemBlock
 from blocks.library.io import AgentDropdownInputBlock, AgentInputBlock, AgentOutputBlock
@@ -174,30 +175,10 @@ def test_rule8b_a_queued_request_without_the_input_becomes_a_run(
     """Through Redis and the request listener (Dagster's own sensor code, in this process): a request
     that leaves the input out is run, not dead-lettered as not fitting the job's run config."""
     graph = _input_without_value()
-    export = {
-        "id": "optional-input",
-        "version": 1,
-        "name": graph.name,
-        "description": "",
-        "nodes": [
-            {"id": n.id, "block_id": n.block_id, "input_default": dict(n.input_default), "metadata": {}}
-            for n in graph.nodes
-        ],
-        "links": [
-            {
-                "id": lk.id,
-                "source_id": lk.source_id,
-                "source_name": lk.source_name,
-                "sink_id": lk.sink_id,
-                "sink_name": lk.sink_name,
-                "is_static": lk.is_static,
-            }
-            for lk in graph.links
-        ],
-    }
+    export = {**export_graph(graph), "id": "optional-input", "version": 1, "description": ""}
     export_file = tmp_path / "optional_input.json"
     export_file.write_text(json.dumps(export))
-    listener_env(monkeypatch, tmp_path / "agents", "unused")
+    listener_env(monkeypatch, tmp_path / "agents", new_id("t"))  # its own keys in Redis
     with (
         listener_workspace(tmp_path, execute_runs=True, graphs=(export_file,)) as (dagster, context),
         listeners_on(dagster, context, monkeypatch) as listening,

@@ -5,30 +5,12 @@ reason, the dead-letter list is trimmed to its maximum, and the streams lose ack
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from uuid import uuid4
 
 import pytest
 import redis
 
 from agent_defs.requests import ExecutionRequest, RequestQueue
 from agent_defs.requests.env import QueueSettings
-
-
-@pytest.fixture
-def client() -> Iterator[redis.Redis]:
-    r = redis.Redis(host="127.0.0.1", port=6379, decode_responses=True)  # as most callers configure it
-    yield r
-    r.close()
-
-
-@pytest.fixture
-def prefix(client: redis.Redis) -> Iterator[str]:
-    name = f"t{uuid4().hex}"
-    yield name
-    keys = list(client.scan_iter(f"{name}:*"))
-    if keys:
-        client.delete(*keys)
 
 
 def request(request_id: str) -> ExecutionRequest:

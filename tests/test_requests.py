@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from uuid import uuid4
 
 import pytest
 import redis
@@ -40,22 +39,6 @@ from agent_defs.requests import (
 ROOT = Path(__file__).resolve().parent.parent
 AGENTFLOW = Path(sys.executable).parent / "agentflow"
 RECLAIM_MS = 200
-
-
-@pytest.fixture
-def client() -> Iterator[redis.Redis]:
-    r = redis.Redis(host="127.0.0.1", port=6379, decode_responses=True)
-    yield r
-    r.close()
-
-
-@pytest.fixture
-def prefix(client: redis.Redis) -> Iterator[str]:
-    name = f"t{uuid4().hex}"
-    yield name
-    keys = list(client.scan_iter(f"{name}:*"))
-    if keys:
-        client.delete(*keys)
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import Field
 
+from blocks.conversion import convert
 from blocks.sdk import (
     Block,
     BlockCategory,
@@ -67,45 +68,7 @@ class NoteBlock(Block):
         yield "output", input.text
 
 
-# --- type conversion (the rules of AutoGPT's backend/util/type.py `convert`) -----------------------
-
-
-def _to_string(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value)
-
-
-def _to_number(value: Any) -> float:
-    if isinstance(value, list | dict | tuple | set):
-        return float(len(value))
-    if isinstance(value, float):
-        return value
-    try:
-        return float(value)
-    except (ValueError, TypeError):
-        return 0.0
-
-
-def _to_boolean(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.lower() in ("true", "1")
-    return bool(value)
-
-
-def _to_list(value: Any) -> list[Any]:
-    if isinstance(value, list | tuple | set):
-        return list(value)
-    if isinstance(value, dict):
-        # AutoGPT yields (key, value) tuples; downstream they arrive as JSON arrays, so use lists.
-        return [[k, v] for k, v in value.items()]
-    if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("[") and text.endswith("]"):
-            try:
-                return json.loads(text)
-            except json.JSONDecodeError:
-                return [text]
-        return [text]
-    return [value]
+# --- type conversion (the rules of AutoGPT's backend/util/type.py `convert`: blocks/conversion.py) ---
 
 
 def _to_dictionary(value: Any) -> dict[Any, Any]:
@@ -132,10 +95,11 @@ class TypeOptions(StrEnum):
 
 
 _CONVERTERS = {
-    TypeOptions.STRING: _to_string,
-    TypeOptions.NUMBER: _to_number,
-    TypeOptions.BOOLEAN: _to_boolean,
-    TypeOptions.LIST: _to_list,
+    TypeOptions.STRING: lambda v: convert(v, str),
+    TypeOptions.NUMBER: lambda v: convert(v, float),
+    TypeOptions.BOOLEAN: lambda v: convert(v, bool),
+    TypeOptions.LIST: lambda v: list(convert(v, list)),  # a copy, as AutoGPT's list(...) makes
+    # Lists become string-keyed dictionaries here (they reach the next node as JSON object keys).
     TypeOptions.DICTIONARY: _to_dictionary,
 }
 

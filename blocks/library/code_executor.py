@@ -42,14 +42,12 @@ from pydantic import Field, SecretStr
 
 from blocks.outbound import (
     PRIVATE_TEST_ADDRESS,
-    IPAddress,
+    ConnectsOut,
     OutboundPolicy,
     RequestRefused,
     checked_proxy,
     fixed_resolve,
-    is_blocked_address,
     normalise_url,
-    system_resolve,
 )
 from blocks.sdk import (
     Block,
@@ -187,7 +185,7 @@ async def _raises(endpoint: E2BEndpoint, *args: Any) -> CodeRun:
     )
 
 
-class ExecuteCodeBlock(Block):
+class ExecuteCodeBlock(ConnectsOut, Block):
     id = "0b02b072-abe7-11ef-8372-fb5d162dd712"
     description = "Executes code in a sandbox environment with internet access."
     categories = frozenset({BlockCategory.DEVELOPER_TOOLS})
@@ -256,13 +254,6 @@ class ExecuteCodeBlock(Block):
     )
 
     # --- I/O helpers (self-tests replace them) ----------------------------------------------------
-    async def _resolve(self, host: str, port: int) -> list[str]:
-        return await system_resolve(host, port)
-
-    def _is_blocked(self, ip: IPAddress) -> bool:
-        """The address rule of this block's policy (tests replace it, as they replace `_resolve`)."""
-        return is_blocked_address(ip)
-
     async def execute_code(
         self,
         endpoint: E2BEndpoint,
@@ -369,7 +360,7 @@ class ExecuteCodeBlock(Block):
         try:
             run = await self.execute_code(
                 endpoint,
-                OutboundPolicy.for_settings(ctx.settings, self._resolve, self._is_blocked),
+                self.outbound_policy(ctx.settings),
                 input.code,
                 input.language,
                 input.setup_commands,

@@ -70,14 +70,11 @@ from pydantic import BaseModel, Field, SecretStr
 from blocks.library.http import decode_data_uri
 from blocks.outbound import (
     CheckedTransport,
+    ConnectsOut,
     HttpxAsHttplib2,
-    IPAddress,
-    OutboundPolicy,
     PinnedAddresses,
     RequestRefused,
-    is_blocked_address,
     normalise_url,
-    system_resolve,
 )
 from blocks.provider_http import (
     ProviderError,
@@ -356,7 +353,7 @@ def describe_api_error(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-class GoogleApiBlock(Block):
+class GoogleApiBlock(ConnectsOut, Block):
     """What the Google API blocks share (no `id`: not a block itself): the endpoint, the address-checked
     client library service, and error texts without the token. Self-tests replace `_resolve` and
     `_transport`."""
@@ -370,13 +367,6 @@ class GoogleApiBlock(Block):
     oauth_scopes: ClassVar[tuple[str, ...]] = ()
 
     # --- I/O helpers: self-tests replace these ---------------------------------------------------------
-    async def _resolve(self, host: str, port: int) -> list[str]:
-        return await system_resolve(host, port)
-
-    def _is_blocked(self, ip: IPAddress) -> bool:
-        """The address rule of this block's policy (tests replace it, as they replace `_resolve`)."""
-        return is_blocked_address(ip)
-
     def _transport(self) -> httpx.BaseTransport:
         return httpx.HTTPTransport()
 
@@ -389,9 +379,7 @@ class GoogleApiBlock(Block):
         origin = normalise_url(endpoint.base_url)
         # Resolved and checked here, once; the client library's requests (in a worker thread) go to
         # that address, and requests to any other origin are refused.
-        pins = PinnedAddresses(
-            OutboundPolicy.for_settings(ctx.settings, self._resolve, self._is_blocked), only_origin=origin
-        )
+        pins = PinnedAddresses(self.outbound_policy(ctx.settings), only_origin=origin)
         await pins.pin(origin)
         return await asyncio.to_thread(self._with_service, endpoint, pins, work)
 

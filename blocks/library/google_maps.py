@@ -41,14 +41,12 @@ from urllib.parse import quote, quote_plus
 from pydantic import BaseModel, Field, SecretStr
 
 from blocks.outbound import (
-    IPAddress,
+    ConnectsOut,
     OutboundPolicy,
     RequestRefused,
     fixed_resolve,
-    is_blocked_address,
     normalise_url,
     pinned_requests_session,
-    system_resolve,
 )
 from blocks.sdk import (
     Block,
@@ -233,7 +231,7 @@ _PLACE = {
 }
 
 
-class GoogleMapsSearchBlock(Block):
+class GoogleMapsSearchBlock(ConnectsOut, Block):
     id = "f47ac10b-58cc-4372-a567-0e02b2c3d479"
     description = "This block searches for local businesses using Google Maps API."
     categories = frozenset({BlockCategory.SEARCH})
@@ -321,13 +319,6 @@ class GoogleMapsSearchBlock(Block):
     )
 
     # --- I/O helpers: self-tests replace these ---------------------------------------------------------
-    async def _resolve(self, host: str, port: int) -> list[str]:
-        return await system_resolve(host, port)
-
-    def _is_blocked(self, ip: IPAddress) -> bool:
-        """The address rule of this block's policy (tests replace it, as they replace `_resolve`)."""
-        return is_blocked_address(ip)
-
     def _make_client(self, endpoint: MapsEndpoint, target: Target) -> Any:
         """The googlemaps client for this search (ValueError for a key it rejects)."""
         import googlemaps

@@ -22,14 +22,11 @@ import httpx
 from pydantic import Field, SecretStr
 
 from blocks.outbound import (
-    IPAddress,
-    OutboundPolicy,
+    ConnectsOut,
     RequestRefused,
     fixed_resolve,
     headers_for_next_hop,
-    is_blocked_address,
     normalise_url,
-    system_resolve,
 )
 from blocks.sdk import (
     Block,
@@ -106,7 +103,7 @@ def decode_data_uri(uri: str, index: int) -> tuple[str, bytes, str]:
     return f"file{index}.{extension}", raw, mime
 
 
-class SendWebRequestBlock(Block):
+class SendWebRequestBlock(ConnectsOut, Block):
     id = "6595ae1f-b924-42cb-9a41-551a0611c4b4"
     repeated_output_pins = frozenset()
     description = "Make an HTTP request (JSON / form / multipart)."
@@ -172,14 +169,6 @@ class SendWebRequestBlock(Block):
         return f"http:{host.lower()}"
 
     # --- I/O helpers: self-tests replace these ---------------------------------------------------------
-    async def _resolve(self, host: str, port: int) -> list[str]:
-        """Every address `host` resolves to."""
-        return await system_resolve(host, port)
-
-    def _is_blocked(self, ip: IPAddress) -> bool:
-        """The address rule of this block's policy (tests replace it, as they replace `_resolve`)."""
-        return is_blocked_address(ip)
-
     async def _send(self, out: OutgoingRequest) -> httpx.Response:
         async with httpx.AsyncClient(
             timeout=REQUEST_TIMEOUT, follow_redirects=False, trust_env=False
@@ -207,7 +196,7 @@ class SendWebRequestBlock(Block):
     ) -> AsyncIterator[tuple[str, Any]]:
         """The request and its redirects; `credential_headers` name the headers that came from a
         credential: like Authorization and Cookie, they do not follow a redirect to another origin."""
-        policy = OutboundPolicy.for_settings(ctx.settings, self._resolve, self._is_blocked)
+        policy = self.outbound_policy(ctx.settings)
         body = input.body
         json_format = input.json_format
         if isinstance(body, str):

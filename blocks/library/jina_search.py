@@ -29,13 +29,10 @@ from pydantic import Field, SecretStr
 
 from blocks.outbound import (
     PRIVATE_TEST_ADDRESS,
-    IPAddress,
-    OutboundPolicy,
+    ConnectsOut,
     RequestRefused,
     fixed_resolve,
-    is_blocked_address,
     normalise_url,
-    system_resolve,
 )
 from blocks.sdk import (
     Block,
@@ -89,7 +86,7 @@ def resolve_jina(ctx: RunContext) -> JinaEndpoint:
     return JinaEndpoint(str(search).rstrip("/"), str(reader).rstrip("/"), SecretStr(key))
 
 
-class _JinaBlock(Block):
+class _JinaBlock(ConnectsOut, Block):
     """Shared GET with the address check (abstract: no id). Self-tests replace `_resolve` and `_send`."""
 
     categories = frozenset({BlockCategory.SEARCH})
@@ -104,13 +101,6 @@ class _JinaBlock(Block):
     )
     repeated_output_pins = frozenset()
 
-    async def _resolve(self, host: str, port: int) -> list[str]:
-        return await system_resolve(host, port)
-
-    def _is_blocked(self, ip: IPAddress) -> bool:
-        """The address rule of this block's policy (tests replace it, as they replace `_resolve`)."""
-        return is_blocked_address(ip)
-
     async def _send(self, url: httpx.URL, headers: dict[str, str], sni: str | None) -> httpx.Response:
         async with httpx.AsyncClient(
             timeout=REQUEST_TIMEOUT, follow_redirects=False, trust_env=False
@@ -123,9 +113,7 @@ class _JinaBlock(Block):
 
     async def get_text(self, url: str, headers: dict[str, str], ctx: RunContext) -> httpx.Response:
         parsed = normalise_url(url)
-        target, sni = await OutboundPolicy.for_settings(ctx.settings, self._resolve, self._is_blocked).pin(
-            parsed
-        )
+        target, sni = await self.outbound_policy(ctx.settings).pin(parsed)
         return await self._send(target, {**headers, "Host": parsed.netloc.decode("ascii")}, sni)
 
 

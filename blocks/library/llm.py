@@ -42,12 +42,10 @@ from pydantic import Field, SecretStr
 from blocks.library.llm_pricing import LLM_COSTS
 from blocks.library.text import render_template
 from blocks.outbound import (
-    IPAddress,
+    ConnectsOut,
     OutboundPolicy,
     RequestRefused,
     checked_async_client,
-    is_blocked_address,
-    system_resolve,
 )
 from blocks.sdk import (
     Block,
@@ -324,7 +322,7 @@ def as_messages(history: list[Any] | None) -> list[dict[str, Any]]:
     return messages
 
 
-class LlmBlock(Block):
+class LlmBlock(ConnectsOut, Block):
     """Shared plumbing of the LLM blocks (abstract: no id). `_llm_call` is what self-tests mock."""
 
     categories = frozenset({BlockCategory.AI})
@@ -339,14 +337,6 @@ class LlmBlock(Block):
     # Reusing an identical call's answer only when the node opts in (`agentflow.cache: true`).
     cacheable = True
     cache_requires_opt_in = True
-
-    async def _resolve(self, host: str, port: int) -> list[str]:
-        """Name resolution for the endpoint's host (tests replace it)."""
-        return await system_resolve(host, port)
-
-    def _is_blocked(self, ip: IPAddress) -> bool:
-        """The address rule of this block's policy (tests replace it, as they replace `_resolve`)."""
-        return is_blocked_address(ip)
 
     async def _endpoint(self, ctx: RunContext) -> LlmEndpoint:
         endpoint = resolve_endpoint(ctx)

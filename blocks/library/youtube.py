@@ -43,15 +43,12 @@ from pydantic import Field
 
 from blocks.outbound import (
     PRIVATE_TEST_ADDRESS,
-    IPAddress,
-    OutboundPolicy,
+    ConnectsOut,
     RequestRefused,
     fixed_resolve,
-    is_blocked_address,
     normalise_url,
     origin_of,
     pinned_adapter_class,
-    system_resolve,
 )
 from blocks.sdk import (
     Block,
@@ -251,7 +248,7 @@ def _fake_fetch(video_id: str, route: Route) -> Any:
     return [SimpleNamespace(text=line, start=0.0, duration=1.0) for line in lines]
 
 
-class TranscribeYoutubeVideoBlock(Block):
+class TranscribeYoutubeVideoBlock(ConnectsOut, Block):
     id = "f3a8f7e1-4b1d-4e5f-9f2a-7c3d5a2e6b4c"
     description = "Transcribes a YouTube video using a proxy."
     categories = frozenset({BlockCategory.SOCIAL})
@@ -314,19 +311,12 @@ class TranscribeYoutubeVideoBlock(Block):
     def _proxy_url(self) -> str:
         return os.environ.get(PROXY_URL_VAR) or DEFAULT_PROXY_URL
 
-    async def _resolve(self, host: str, port: int) -> list[str]:
-        return await system_resolve(host, port)
-
-    def _is_blocked(self, ip: IPAddress) -> bool:
-        """The address rule of this block's policy (tests replace it, as they replace `_resolve`)."""
-        return is_blocked_address(ip)
-
     def _fetch_transcript(self, video_id: str, route: Route) -> Any:
         return fetch_transcript(video_id, route)
 
     # --- logic -----------------------------------------------------------------------------------------
     async def _route(self, ctx: RunContext) -> Route:
-        policy = OutboundPolicy.for_settings(ctx.settings, self._resolve, self._is_blocked)
+        policy = self.outbound_policy(ctx.settings)
         base = normalise_url(self._base_url())
         login = proxy_login(ctx.credentials.get("credentials"))
         target, sni = await policy.pin(base)

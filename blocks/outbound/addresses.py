@@ -164,3 +164,19 @@ async def pin_to_checked_address(
 ) -> tuple[httpx.URL, str | None]:
     """`OutboundPolicy(resolve, allow_private).pin(url)`, for callers holding the two parts."""
     return await OutboundPolicy(resolve, allow_private).pin(url)
+
+
+class ConnectsOut:
+    """Mixed into a block (or a block's helper) that connects out: how its policy resolves names and
+    which addresses it refuses. Tests replace these two seams on an instance
+    (`block._resolve = fixed_resolve(...)`, `block._is_blocked = ...`)."""
+
+    async def _resolve(self, host: str, port: int) -> list[str]:
+        return await system_resolve(host, port)
+
+    def _is_blocked(self, ip: IPAddress) -> bool:
+        return is_blocked_address(ip)
+
+    def outbound_policy(self, settings: object) -> OutboundPolicy:
+        """The operator's policy (`allow_private_addresses` in `settings`) with this object's seams."""
+        return OutboundPolicy.for_settings(settings, self._resolve, self._is_blocked)

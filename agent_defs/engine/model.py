@@ -4,12 +4,12 @@ limits and the observer hooks. No Dagster."""
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, NamedTuple, Protocol
 
+from agent_defs.env_values import int_from_env
 from agent_defs.graph.model import Graph, Link, Node
 from agent_defs.graph.subagents import DEFAULT_MAX_SUBAGENT_DEPTH, max_subagent_depth_from_env
 from blocks import Block
@@ -234,13 +234,7 @@ class EngineLimits:
     @classmethod
     def from_env(cls) -> EngineLimits:
         """AGENTFLOW_MAX_NODE_EXECUTIONS and AGENTFLOW_MAX_SUBAGENT_DEPTH, read when called."""
-        raw = os.environ.get(MAX_NODE_EXECUTIONS_VAR, "").strip() or str(DEFAULT_MAX_NODE_EXECUTIONS)
-        try:
-            cap = int(raw)
-        except ValueError:
-            cap = 0
-        if cap < 1:
-            raise ValueError(f"{MAX_NODE_EXECUTIONS_VAR}={raw!r}: expected a whole number >= 1")
+        cap = int_from_env(MAX_NODE_EXECUTIONS_VAR, DEFAULT_MAX_NODE_EXECUTIONS, 1)
         return cls(max_node_executions=cap, max_subagent_depth=max_subagent_depth_from_env())
 
 
